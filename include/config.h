@@ -1,0 +1,57 @@
+/* config: punchd's settings, from defaults, a JSON file and command-line flags.
+ *
+ * Every key has one entry in a table (config.c) giving its type and range; the
+ * file and the flags go through the same validation, so a value is accepted
+ * or refused the same way wherever it comes from. Flags win over the file. */
+#ifndef PUNCHD_CONFIG_H
+#define PUNCHD_CONFIG_H
+
+#include <stddef.h>
+
+#include "ids.h"
+#include "log.h"
+
+enum config_compat { CONFIG_COMPAT_README = 0, CONFIG_COMPAT_SOBANI_APP = 1 };
+
+struct config {
+    char bind[64];          /* IP literal to listen on */
+    long port;              /* UDP port; 0 = any free port */
+    long peer_ttl;          /* seconds without a request before a peer expires */
+    long compat;            /* enum config_compat */
+    long max_peers;         /* live peers at most */
+    long max_datagram;      /* larger datagrams are dropped; none is sent larger */
+    char token_key_hex[65]; /* "" or 64 hex characters */
+    long log_level;         /* enum log_level */
+    /* Derived by config_finish(): */
+    struct ids_key token_key;
+    int token_key_set;
+};
+
+/* Result of config_from_args(). */
+enum config_cli { CONFIG_CLI_RUN = 0, CONFIG_CLI_HELP = 1, CONFIG_CLI_VERSION = 2 };
+
+/* Fills c with the documented defaults. */
+void config_defaults(struct config *c);
+
+/* Applies the keys of the JSON object in file path. Returns 0, or -1 with a
+ * one-line reason in err (naming the key) for an unreadable file, a file that
+ * is not one JSON object, an unknown key, a wrong type or a value out of range. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errcap);
+
+/* Sets key (config name, e.g. "peer_ttl") from its textual value, as given on
+ * the command line. Returns 0, or -1 with a reason in err. */
+int config_set_text(struct config *c, const char *key, const char *value, char *err, size_t errcap);
+
+/* The whole command line: defaults, then --config FILE (or ./config.json if it
+ * exists and no --config is given), then every --key-name VALUE flag.
+ * Returns an enum config_cli, or -1 with a reason in err. */
+int config_from_args(struct config *c, int argc, char **argv, char *err, size_t errcap);
+
+/* Checks cross-key constraints and derives fields (the token key). Returns 0
+ * or -1 with a reason in err. config_from_args() calls it. */
+int config_finish(struct config *c, char *err, size_t errcap);
+
+/* Writes the --help text to f. */
+void config_usage(void *file);
+
+#endif

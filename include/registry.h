@@ -1,0 +1,95 @@
+/* registry: the live peers, indexed by shareId and by UDP address, ordered by
+ * last-seen time for expiry.
+ *
+ * Peers live in fixed-size chunks addressed by 32-bit index (an index stays
+ * valid until the peer is removed); both indexes are chained hash tables
+ * keyed with SipHash (crypto_shorthash) under a per-process random key, so
+ * crafted ids or addresses cannot pile into one bucket. Every peer has the same
+ * TTL, so a list ordered by last-seen (touch = move to tail) makes expiry O(1)
+ * per peer: the head is always the next to expire. No operation scans the
+ * table. sodium_init() must have been called. */
+#ifndef PUNCHD_REGISTRY_H
+#define PUNCHD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "ids.h"
+
+#define REGISTRY_NIL UINT32_MAX     /* "no peer" index */
+#define REGISTRY_MULTIADDR_MAX 256  /* bytes of opaque multiaddr kept per peer */
+
+/* Rarely used per-peer data, allocated on first use only. */
+struct peer_extra {
+    struct addr override;       /* address given to others; family 0 = none */
+    uint16_t multiaddr_len;     /* 0 = none */
+    char multiaddr[REGISTRY_MULTIADDR_MAX + 1];
+};
+
+/* One live peer. Owned by the registry; a pointer from registry_peer() is
+ * valid until the next call that adds or removes a peer. */
+struct peer {
+    char id[IDS_LEN];         /* shareId (not NUL-terminated) */
+    uint32_t id_next;         /* next in id bucket chain; free-list link when unused */
+    uint32_t addr_next;       /* next in address bucket chain */
+    uint32_t lru_prev;        /* neighbours in the last-seen list */
+    uint32_t lru_next;
+    struct addr addr;         /* observed UDP source: the peer's key and reply address */
+    uint8_t local;            /* transport's index of the local address it talks to */
+    uint8_t in_use;
+    uint64_t last_seen;       /* monotonic milliseconds */
+    struct peer_extra *extra; /* NULL until override or multiaddr is set */
+};
+
+struct registry;
+
+/* Creates a registry for at most max_peers peers expiring after ttl_ms.
+ * Owned by the caller; free with registry_free(). */
+struct registry *registry_new(uint32_t max_peers, uint64_t ttl_ms);
+void registry_free(struct registry *r);
+
+uint32_t registry_count(const struct registry *r);
+uint32_t registry_capacity(const struct registry *r);
+
+/* The peer at index i (which must be a live index). */
+struct peer *registry_peer(const struct registry *r, uint32_t i);
+
+/* Index of the live peer with this shareId / UDP address, or REGISTRY_NIL.
+ * id may be any bytes; only exact IDS_LEN-byte matches are found. */
+uint32_t registry_find_id(const struct registry *r, const char *id, size_t len);
+uint32_t registry_find_addr(const struct registry *r, const struct addr *a);
+
+/* Adds a peer (id and address must not be live already) seen at now.
+ * Returns its index, or REGISTRY_NIL when the registry is full. */
+uint32_t registry_add(struct registry *r, const char id[IDS_LEN], const struct addr *a,
+                      uint8_t local, uint64_t now);
+
+/* Marks peer i seen at now (moves it to the tail of the expiry order). */
+void registry_touch(struct registry *r, uint32_t i, uint64_t now);
+
+/* Moves peer i to a new UDP address (must not be live for another peer). */
+void registry_set_addr(struct registry *r, uint32_t i, const struct addr *a, uint8_t local);
+
+/* Gives peer i a new shareId (must not be live); the old one stops resolving. */
+void registry_set_id(struct registry *r, uint32_t i, const char id[IDS_LEN]);
+
+/* Sets (a != NULL) or clears the override address of peer i. */
+void registry_set_override(struct registry *r, uint32_t i, const struct addr *a);
+
+/* Stores len (<= REGISTRY_MULTIADDR_MAX) bytes of multiaddr for peer i. */
+void registry_set_multiaddr(struct registry *r, uint32_t i, const char *s, size_t len);
+
+/* Removes peer i; its index and id become free. */
+void registry_remove(struct registry *r, uint32_t i);
+
+/* Sets *deadline to the time the oldest peer expires. Returns 0, or -1 if empty. */
+int registry_next_deadline(const struct registry *r, uint64_t *deadline);
+
+/* Removes at most budget peers whose TTL has run out at now, calling cb (may be
+ * NULL) on each just before removal. Returns how many were removed; if that
+ * equals budget, more may be due. */
+size_t registry_expire(struct registry *r, uint64_t now, size_t budget,
+                       void (*cb)(void *ctx, uint32_t i, const struct peer *p), void *ctx);
+
+#endif

@@ -1,0 +1,32 @@
+/* stats: counters the protocol logic keeps for logs and (later) /metrics.
+ * Plain integers; every label set is bounded by the enums below. */
+#ifndef PUNCHD_STATS_H
+#define PUNCHD_STATS_H
+
+#include <stdint.h>
+
+#include "proto.h"
+
+enum stats_transport { STATS_UDP = 0, STATS_WS = 1, STATS_TRANSPORT_COUNT };
+
+enum stats_error {
+    STATS_E_BAD_REQUEST = 0,
+    STATS_E_UNKNOWN_ACTION,
+    STATS_E_NOT_ANNOUNCED,
+    STATS_E_UNKNOWN_SHARE_ID,
+    STATS_E_UNAUTHORIZED,
+    STATS_E_FULL,
+    STATS_E_COUNT
+};
+
+struct stats {
+    uint64_t requests[STATS_TRANSPORT_COUNT][PROTO_ACT_COUNT]; /* decoded requests by action */
+    uint64_t errors[STATS_E_COUNT];          /* error replies (or app "expired") by code */
+    uint64_t dropped[PROTO_DROP_COUNT];      /* datagrams dropped without reply */
+    uint64_t replies_too_large;              /* replies suppressed by the 4x / max_datagram rule */
+    uint64_t expired;                        /* peers removed by expiry */
+    uint64_t announced;                      /* new peers created */
+    uint64_t pushes;                         /* successful pushes (income sent) */
+};
+
+#endif

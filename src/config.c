@@ -1,0 +1,323 @@
+/* config: defaults, JSON file and command-line flags, one table (see config.h). */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "version.h"
+#include "xmem.h"
+
+#define CONFIG_FILE_MAX (1 << 20) /* a config file larger than this is a mistake */
+
+enum config_type { CFG_INT, CFG_ENUM, CFG_IP, CFG_HEXKEY };
+
+static const char *const config_compat_names[] = { "readme", "sobani-app", NULL };
+static const char *const config_log_names[] = { "error", "warn", "info", "debug", NULL };
+
+struct config_key {
+    const char *name;
+    enum config_type type;
+    size_t off;                 /* offset of the field in struct config */
+    long min, max;              /* CFG_INT range */
+    const char *const *choices; /* CFG_ENUM names, index = stored value */
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct config_key config_keys[] = {
+    { "bind", CFG_IP, OFF(bind), 0, 0, NULL,
+      "IP address to listen on; \"::\" = dual stack (default 0.0.0.0)" },
+    { "port", CFG_INT, OFF(port), 0, 65535, NULL, "UDP port; 0 = any free port (default 3000)" },
+    { "peer_ttl", CFG_INT, OFF(peer_ttl), 1, 86400, NULL,
+      "seconds without announce/pulse before a peer expires (default 300)" },
+    { "compat", CFG_ENUM, OFF(compat), 0, 0, config_compat_names,
+      "reply vocabulary: readme or sobani-app (default readme)" },
+    { "max_peers", CFG_INT, OFF(max_peers), 1, 100000000, NULL,
+      "live peers at most; beyond: error full (default 1000000)" },
+    { "max_datagram", CFG_INT, OFF(max_datagram), 256, 65507, NULL,
+      "larger datagrams are dropped (default 1472)" },
+    { "token_key", CFG_HEXKEY, OFF(token_key_hex), 0, 0, NULL,
+      "64 hex chars keying session tokens; \"\" = random per process" },
+    { "log_level", CFG_ENUM, OFF(log_level), 0, 0, config_log_names,
+      "error, warn, info or debug (default info)" },
+};
+
+#define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+static int config_fail(char *err, size_t errcap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int config_fail(char *err, size_t errcap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errcap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->bind, sizeof c->bind, "0.0.0.0");
+    c->port = 3000;
+    c->peer_ttl = 300;
+    c->compat = CONFIG_COMPAT_README;
+    c->max_peers = 1000000;
+    c->max_datagram = 1472;
+    c->token_key_hex[0] = '\0';
+    c->log_level = LOG_INFO;
+}
+
+static const struct config_key *config_find(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+static const char *config_type_name(const struct config_key *k)
+{
+    return k->type == CFG_INT ? "an integer" : "a string";
+}
+
+/* Stores an integer value after the range check. */
+static int config_store_int(struct config *c, const struct config_key *k, const char *src,
+                            long v, char *err, size_t errcap)
+{
+    if (v < k->min || v > k->max)
+        return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got %ld)",
+                           src, k->name, k->min, k->max, v);
+    *(long *)((char *)c + k->off) = v;
+    return 0;
+}
+
+/* Stores a string-typed value (enum, IP, hex key) after validation. */
+static int config_store_str(struct config *c, const struct config_key *k, const char *src,
+                            const char *v, char *err, size_t errcap)
+{
+    switch (k->type) {
+    case CFG_ENUM:
+        for (long i = 0; k->choices[i]; i++) {
+            if (strcmp(k->choices[i], v) == 0) {
+                *(long *)((char *)c + k->off) = i;
+                return 0;
+            }
+        }
+        {
+            char list[128] = "";
+            for (size_t i = 0; k->choices[i]; i++) {
+                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+                strncat(list, k->choices[i], sizeof list - strlen(list) - 1);
+            }
+            return config_fail(err, errcap, "%s: %s: must be one of %s (got \"%.64s\")", src,
+                               k->name, list, v);
+        }
+    case CFG_IP: {
+        struct addr a;
+        if (strlen(v) >= sizeof c->bind || addr_parse_ip(&a, v, 0) != 0)
+            return config_fail(err, errcap,
+                               "%s: %s: must be an IPv4 or IPv6 address literal (got \"%.64s\")",
+                               src, k->name, v);
+        snprintf((char *)c + k->off, sizeof c->bind, "%s", v);
+        return 0;
+    }
+    case CFG_HEXKEY: {
+        struct ids_key key;
+        if (v[0] != '\0' && ids_key_from_hex(&key, v) != 0)
+            return config_fail(err, errcap,
+                               "%s: %s: must be \"\" or exactly 64 hex characters (got %zu characters)",
+                               src, k->name, strlen(v));
+        snprintf((char *)c + k->off, sizeof c->token_key_hex, "%s", v);
+        return 0;
+    }
+    case CFG_INT:
+        break;
+    }
+    return config_fail(err, errcap, "%s: %s: internal type error", src, k->name);
+}
+
+static int config_set_json(struct config *c, const char *src, const cJSON *item, char *err,
+                           size_t errcap)
+{
+    const struct config_key *k = config_find(item->string);
+    if (!k)
+        return config_fail(err, errcap, "%s: unknown key \"%.64s\"", src, item->string);
+    if (k->type == CFG_INT) {
+        double d = item->valuedouble;
+        if (!cJSON_IsNumber(item))
+            return config_fail(err, errcap, "%s: %s: must be %s", src, k->name, config_type_name(k));
+        if (!isfinite(d) || d != floor(d) || d < (double)LONG_MIN || d > (double)LONG_MAX)
+            return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got %g)",
+                               src, k->name, k->min, k->max, d);
+        return config_store_int(c, k, src, (long)d, err, errcap);
+    }
+    if (!cJSON_IsString(item))
+        return config_fail(err, errcap, "%s: %s: must be %s", src, k->name, config_type_name(k));
+    return config_store_str(c, k, src, item->valuestring, err, errcap);
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return config_fail(err, errcap, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = xmalloc(CONFIG_FILE_MAX + 1);
+    size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr || n > CONFIG_FILE_MAX) {
+        free(buf);
+        return config_fail(err, errcap, "%s: %s", path,
+                           rerr ? "read error" : "larger than 1 MiB");
+    }
+    buf[n] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, n + 1, &end, 1);
+    if (!root || !cJSON_IsObject(root)) {
+        if (!root)
+            config_fail(err, errcap, "%s: not valid JSON (near byte %zu)", path,
+                        end ? (size_t)(end - buf) : 0);
+        else
+            config_fail(err, errcap, "%s: must be one JSON object", path);
+        cJSON_Delete(root);
+        free(buf);
+        return -1;
+    }
+    int rc = 0;
+    for (const cJSON *it = root->child; it && rc == 0; it = it->next)
+        rc = config_set_json(c, path, it, err, errcap);
+    cJSON_Delete(root);
+    free(buf);
+    return rc;
+}
+
+int config_set_text(struct config *c, const char *key, const char *value, char *err, size_t errcap)
+{
+    const struct config_key *k = config_find(key);
+    char src[80];
+    snprintf(src, sizeof src, "--");
+    for (size_t i = 0; key[i] && i < 64; i++) {
+        char ch = key[i] == '_' ? '-' : key[i];
+        strncat(src, &ch, 1);
+    }
+    if (!k)
+        return config_fail(err, errcap, "unknown option %s", src);
+    if (k->type == CFG_INT) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || errno == ERANGE)
+            return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got \"%.64s\")",
+                               src, k->name, k->min, k->max, value);
+        return config_store_int(c, k, src, v, err, errcap);
+    }
+    return config_store_str(c, k, src, value, err, errcap);
+}
+
+int config_finish(struct config *c, char *err, size_t errcap)
+{
+    if (c->token_key_hex[0]) {
+        if (ids_key_from_hex(&c->token_key, c->token_key_hex) != 0)
+            return config_fail(err, errcap, "token_key: must be exactly 64 hex characters");
+        c->token_key_set = 1;
+    } else {
+        ids_key_random(&c->token_key);
+        c->token_key_set = 0;
+    }
+    return 0;
+}
+
+/* "--peer-ttl" -> "peer_ttl" (into out); returns 0, or -1 if arg is no long flag. */
+static int config_flag_name(const char *arg, char *out, size_t cap, const char **inline_value)
+{
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        return -1;
+    arg += 2;
+    size_t i = 0;
+    *inline_value = NULL;
+    for (; *arg && i + 1 < cap; arg++) {
+        if (*arg == '=') {
+            *inline_value = arg + 1;
+            break;
+        }
+        out[i++] = *arg == '-' ? '_' : *arg;
+    }
+    out[i] = '\0';
+    return 0;
+}
+
+int config_from_args(struct config *c, int argc, char **argv, char *err, size_t errcap)
+{
+    const char *config_path = NULL;
+    char name[80];
+    const char *val;
+
+    config_defaults(c);
+    /* First pass: --help, --version, --config; and reject malformed flags early. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return CONFIG_CLI_HELP;
+        if (strcmp(argv[i], "--version") == 0)
+            return CONFIG_CLI_VERSION;
+        if (config_flag_name(argv[i], name, sizeof name, &val) != 0)
+            return config_fail(err, errcap, "unexpected argument \"%.64s\" (see --help)", argv[i]);
+        if (!val) {
+            if (i + 1 >= argc)
+                return config_fail(err, errcap, "%s needs a value", argv[i]);
+            val = argv[++i];
+        }
+        if (strcmp(name, "config") == 0)
+            config_path = val;
+    }
+    if (config_path) {
+        if (config_load_file(c, config_path, err, errcap) != 0)
+            return -1;
+    } else if (access("config.json", F_OK) == 0) {
+        if (config_load_file(c, "config.json", err, errcap) != 0)
+            return -1;
+    }
+    /* Second pass: flags override the file. */
+    for (int i = 1; i < argc; i++) {
+        config_flag_name(argv[i], name, sizeof name, &val);
+        if (!val)
+            val = argv[++i];
+        if (strcmp(name, "config") == 0)
+            continue;
+        if (config_set_text(c, name, val, err, errcap) != 0)
+            return -1;
+    }
+    if (config_finish(c, err, errcap) != 0)
+        return -1;
+    return CONFIG_CLI_RUN;
+}
+
+void config_usage(void *file)
+{
+    FILE *f = file;
+    fprintf(f,
+            "punchd %s - NAT rendezvous tracker (sobani protocol over UDP)\n\n"
+            "usage: punchd [--config FILE] [--KEY VALUE ...] [--help] [--version]\n\n"
+            "  --config FILE        JSON config file (default ./config.json if present)\n",
+            PUNCHD_VERSION);
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        char flag[64] = "--";
+        for (const char *p = config_keys[i].name; *p; p++) {
+            char ch = *p == '_' ? '-' : *p;
+            strncat(flag, &ch, 1);
+        }
+        fprintf(f, "  %-20s %s\n", flag, config_keys[i].help);
+    }
+    fprintf(f, "\nEvery flag is also a key of the config file (--peer-ttl = \"peer_ttl\");\n"
+               "flags override the file. Exit status 2 on a configuration error.\n");
+}

@@ -1,0 +1,94 @@
+/* main: punchd's entry point — configuration, the event loop, the UDP edge,
+ * expiry and clean shutdown on SIGINT/SIGTERM. */
+#include <ev.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "addr.h"
+#include "config.h"
+#include "expire.h"
+#include "log.h"
+#include "tracker.h"
+#include "udp.h"
+#include "version.h"
+
+#define EXIT_CONFIG 2 /* documented: a configuration error */
+
+static const char *const main_compat_names[] = { "readme", "sobani-app" };
+
+static void main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    log_info("received %s, stopping", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[512];
+
+    if (sodium_init() < 0) {
+        fprintf(stderr, "punchd: libsodium failed to initialise\n");
+        return 1;
+    }
+    switch (config_from_args(&cfg, argc, argv, err, sizeof err)) {
+    case CONFIG_CLI_HELP:
+        config_usage(stdout);
+        return 0;
+    case CONFIG_CLI_VERSION:
+        printf("punchd %s\n", PUNCHD_VERSION);
+        return 0;
+    case CONFIG_CLI_RUN:
+        break;
+    default:
+        fprintf(stderr, "punchd: config error: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    log_set_level((enum log_level)cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        log_error("cannot initialise the event loop");
+        return 1;
+    }
+    struct tracker *tracker = tracker_new(&cfg);
+    struct udp *udp = udp_new(loop, &cfg, tracker, err, sizeof err);
+    if (!udp) {
+        log_error("%s", err);
+        tracker_free(tracker);
+        return 1;
+    }
+    struct expire expire;
+    expire_start(&expire, loop, tracker);
+    ev_signal sigint, sigterm;
+    ev_signal_init(&sigint, main_on_signal, SIGINT);
+    ev_signal_init(&sigterm, main_on_signal, SIGTERM);
+    ev_signal_start(loop, &sigint);
+    ev_signal_start(loop, &sigterm);
+
+    char bound[ADDR_STRLEN];
+    addr_format(udp_bound(udp), bound, sizeof bound);
+    log_info("punchd %s listening on udp %s (peer_ttl %lds, max_peers %ld, max_datagram %ld, compat %s)",
+             PUNCHD_VERSION, bound, cfg.peer_ttl, cfg.max_peers, cfg.max_datagram,
+             main_compat_names[cfg.compat]);
+    if (!cfg.token_key_set)
+        log_info("token_key is empty: tokens are valid for this process only");
+
+    ev_run(loop, 0);
+
+    const struct stats *st = tracker_stats(tracker);
+    log_info("stopped: %u live peers, %llu announced, %llu pushes, %llu expired",
+             registry_count(tracker_registry(tracker)), (unsigned long long)st->announced,
+             (unsigned long long)st->pushes, (unsigned long long)st->expired);
+    ev_signal_stop(loop, &sigint);
+    ev_signal_stop(loop, &sigterm);
+    expire_stop(&expire);
+    udp_free(udp);
+    tracker_free(tracker);
+    ev_loop_destroy(loop);
+    return 0;
+}

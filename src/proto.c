@@ -1,0 +1,290 @@
+/* proto: decode untrusted requests, encode replies under a budget (see proto.h). */
+#include "proto.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+
+static const char *const proto_action_names[PROTO_ACT_COUNT] = {
+    [PROTO_ACT_NONE] = "none",   [PROTO_ACT_ANNOUNCE] = "announce", [PROTO_ACT_PULSE] = "pulse",
+    [PROTO_ACT_ALIVE] = "alive", [PROTO_ACT_PUSH] = "push",         [PROTO_ACT_UNKNOWN] = "unknown",
+};
+
+static const char *const proto_key_names[PROTO_K_COUNT] = {
+    [PROTO_K_SHAREID] = "shareId", [PROTO_K_TOKEN] = "token",         [PROTO_K_IP] = "ip",
+    [PROTO_K_PORT] = "port",       [PROTO_K_OVERRIDE] = "override", [PROTO_K_MULTIADDR] = "multiaddr",
+};
+
+const char *proto_drop_name(enum proto_drop d)
+{
+    static const char *const names[PROTO_DROP_COUNT] = {
+        [PROTO_DROP_TOO_LARGE] = "too_large",
+        [PROTO_DROP_INVALID_UTF8] = "invalid_utf8",
+        [PROTO_DROP_NOT_JSON] = "not_json",
+        [PROTO_DROP_NOT_OBJECT] = "not_object",
+    };
+    return (unsigned)d < PROTO_DROP_COUNT ? names[d] : "unknown";
+}
+
+const char *proto_action_name(enum proto_action a)
+{
+    return (unsigned)a < PROTO_ACT_COUNT ? proto_action_names[a] : "unknown";
+}
+
+int proto_utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0; /* continuation byte, overlong lead (c0/c1) or > U+10FFFF */
+        }
+        if (len - i <= n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static int proto_is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Lexical pre-pass over the NUL-terminated copy s (len bytes): rejects raw
+ * NUL anywhere and raw control characters inside strings (both invalid JSON
+ * that cJSON would otherwise accept or cut short), and rewrites each "\u0000"
+ * escape to "\uFFFD" in place, because cJSON would end the C string there. */
+static int proto_prepass(char *s, size_t len)
+{
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0)
+            return -1;
+        if (!in_str) {
+            if (c == '"')
+                in_str = 1;
+            continue;
+        }
+        if (c < 0x20)
+            return -1;
+        if (c == '"') {
+            in_str = 0;
+        } else if (c == '\\') {
+            if (i + 1 >= len)
+                return -1;
+            if (s[i + 1] == 'u' && i + 5 < len && s[i + 2] == '0' && s[i + 3] == '0' &&
+                s[i + 4] == '0' && s[i + 5] == '0') {
+                memcpy(s + i + 2, "FFFD", 4);
+            } else if (s[i + 1] == 'u') {
+                for (size_t k = 2; k <= 5; k++)
+                    if (i + k >= len || !proto_is_hex(s[i + k]))
+                        return -1;
+            }
+            i++; /* skip the escaped character; \uXXXX digits are plain bytes */
+        }
+    }
+    return 0;
+}
+
+static void proto_field_fill(struct proto_field *f, const cJSON *item)
+{
+    memset(f, 0, sizeof *f);
+    if (!item)
+        return;
+    if (cJSON_IsString(item) && item->valuestring) {
+        size_t n = strlen(item->valuestring);
+        f->type = PROTO_T_STRING;
+        if (n > PROTO_STR_MAX) {
+            f->too_long = 1;
+            n = PROTO_STR_MAX;
+        }
+        memcpy(f->s, item->valuestring, n);
+        f->s[n] = '\0';
+        f->len = (uint16_t)n;
+    } else if (cJSON_IsBool(item)) {
+        f->type = PROTO_T_BOOL;
+        f->boolval = cJSON_IsTrue(item) ? 1 : 0;
+    } else if (cJSON_IsNumber(item)) {
+        f->type = PROTO_T_NUMBER;
+        f->num = item->valuedouble;
+    } else {
+        f->type = PROTO_T_OTHER; /* null, object, array */
+    }
+}
+
+static enum proto_action proto_action_parse(const cJSON *item)
+{
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return PROTO_ACT_NONE;
+    for (int a = PROTO_ACT_ANNOUNCE; a < PROTO_ACT_UNKNOWN; a++)
+        if (strcmp(item->valuestring, proto_action_names[a]) == 0)
+            return (enum proto_action)a;
+    return PROTO_ACT_UNKNOWN;
+}
+
+int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                 struct proto_req *req)
+{
+    if (len == 0 || len + 1 > scratch_cap)
+        return -1 - (len == 0 ? PROTO_DROP_NOT_JSON : PROTO_DROP_TOO_LARGE);
+    if (!proto_utf8_valid((const unsigned char *)buf, len))
+        return -1 - PROTO_DROP_INVALID_UTF8;
+    memcpy(scratch, buf, len);
+    scratch[len] = '\0';
+    if (proto_prepass(scratch, len) != 0)
+        return -1 - PROTO_DROP_NOT_JSON;
+    /* The NUL must lie inside the length cJSON is given (c-practice.md). */
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(scratch, len + 1, &end, 1);
+    if (!root)
+        return -1 - PROTO_DROP_NOT_JSON;
+    if (end != scratch + len) {
+        cJSON_Delete(root);
+        return -1 - PROTO_DROP_NOT_JSON;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return -1 - PROTO_DROP_NOT_OBJECT;
+    }
+    req->action = proto_action_parse(cJSON_GetObjectItemCaseSensitive(root, "action"));
+    for (int k = 0; k < PROTO_K_COUNT; k++)
+        proto_field_fill(&req->f[k], cJSON_GetObjectItemCaseSensitive(root, proto_key_names[k]));
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* ---- replies ---- */
+
+void proto_reply_init(struct proto_reply *r, const char *action, int has_data)
+{
+    r->action = action;
+    r->has_data = has_data;
+    r->n = 0;
+}
+
+void proto_reply_add(struct proto_reply *r, const char *key, const char *val, size_t len,
+                     enum proto_kind kind, enum proto_prio prio)
+{
+    if (r->n >= PROTO_MAX_FIELDS)
+        return;
+    struct proto_out_field *f = &r->f[r->n++];
+    f->key = key;
+    f->val = val;
+    f->len = len;
+    f->kind = (uint8_t)kind;
+    f->prio = (uint8_t)prio;
+}
+
+void proto_reply_str(struct proto_reply *r, const char *key, const char *val, enum proto_prio prio)
+{
+    proto_reply_add(r, key, val, strlen(val), PROTO_STR, prio);
+}
+
+/* A bounded writer: sets overflow instead of writing past cap. */
+struct proto_w {
+    char *buf;
+    size_t cap;
+    size_t len;
+    int overflow;
+};
+
+static void proto_w_raw(struct proto_w *w, const char *s, size_t n)
+{
+    if (w->overflow || n > w->cap - w->len) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+static void proto_w_str(struct proto_w *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    proto_w_raw(w, "\"", 1);
+    size_t run = 0; /* start of the current run of bytes needing no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        proto_w_raw(w, s + run, i - run);
+        run = i + 1;
+        char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            proto_w_raw(w, esc, 2);
+        } else {
+            proto_w_raw(w, esc, 6);
+        }
+    }
+    proto_w_raw(w, s + run, n - run);
+    proto_w_raw(w, "\"", 1);
+}
+
+static size_t proto_encode_with(const struct proto_reply *r, char *out, size_t cap, int max_prio,
+                                int *overflow)
+{
+    struct proto_w w = { out, cap, 0, 0 };
+    proto_w_raw(&w, "{\"action\":", 10);
+    proto_w_str(&w, r->action, strlen(r->action));
+    if (r->has_data) {
+        int first = 1;
+        proto_w_raw(&w, ",\"data\":{", 9);
+        for (int i = 0; i < r->n; i++) {
+            const struct proto_out_field *f = &r->f[i];
+            if (f->prio != PROTO_KEEP && f->prio > max_prio)
+                continue;
+            if (!first)
+                proto_w_raw(&w, ",", 1);
+            first = 0;
+            proto_w_str(&w, f->key, strlen(f->key));
+            proto_w_raw(&w, ":", 1);
+            if (f->kind == PROTO_RAW)
+                proto_w_raw(&w, f->val, f->len);
+            else
+                proto_w_str(&w, f->val, f->len);
+        }
+        proto_w_raw(&w, "}", 1);
+    }
+    proto_w_raw(&w, "}", 1);
+    *overflow = w.overflow;
+    return w.len;
+}
+
+ssize_t proto_encode(const struct proto_reply *r, char *out, size_t cap, size_t budget)
+{
+    if (budget > cap)
+        budget = cap;
+    /* max_prio = highest priority still included; lower it one step per try. */
+    for (int max_prio = PROTO_PRIO_COUNT - 1; max_prio >= 0; max_prio--) {
+        int overflow;
+        size_t n = proto_encode_with(r, out, budget, max_prio, &overflow);
+        if (!overflow)
+            return (ssize_t)n;
+    }
+    return -1;
+}

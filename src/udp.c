@@ -1,0 +1,262 @@
+/* udp: the UDP socket at the edge (see udp.h). */
+#include "udp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "xmem.h"
+
+#define UDP_BATCH 64          /* datagrams per wakeup before yielding to the loop */
+#define UDP_RCVBUF (4 << 20)  /* absorbs bursts; the kernel caps it at rmem_max */
+#define UDP_MAX_LOCALS 256    /* index 0 = "unknown": the kernel picks the source */
+
+struct udp {
+    struct ev_loop *loop;
+    ev_io io;
+    int fd;
+    int family;                          /* of the socket: AF_INET or AF_INET6 */
+    struct tracker *tracker;
+    struct addr bound;
+    struct addr locals[UDP_MAX_LOCALS];  /* interned local addresses, [0] unused */
+    unsigned nlocals;
+    uint8_t last_local;                  /* cache: most requests hit the same one */
+    size_t max_datagram;
+    struct udp_stats st;
+    char buf[65536];                     /* one datagram (max_datagram + 1 fits) */
+};
+
+/* Index of local address a, interning it on first sight; 0 if the table is
+ * full (then the kernel chooses the source address). */
+static uint8_t udp_local_index(struct udp *u, const struct addr *a)
+{
+    if (u->last_local && addr_equal(&u->locals[u->last_local], a))
+        return u->last_local;
+    for (unsigned i = 1; i < u->nlocals; i++) {
+        if (addr_equal(&u->locals[i], a)) {
+            u->last_local = (uint8_t)i;
+            return (uint8_t)i;
+        }
+    }
+    if (u->nlocals >= UDP_MAX_LOCALS)
+        return 0;
+    u->locals[u->nlocals] = *a;
+    u->last_local = (uint8_t)u->nlocals;
+    return (uint8_t)u->nlocals++;
+}
+
+/* The request's destination address from its control messages (port 0). */
+static int udp_dst_from_cmsg(struct msghdr *msg, struct addr *dst)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = pi.ipi_addr };
+            return addr_from_sockaddr(dst, (struct sockaddr *)&sin, sizeof sin);
+        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_addr = pi.ipi6_addr };
+            return addr_from_sockaddr(dst, (struct sockaddr *)&sin6, sizeof sin6);
+        }
+    }
+    return -1;
+}
+
+static void udp_send(void *ctx, const struct addr *to, uint8_t local, const char *buf, size_t len)
+{
+    struct udp *u = ctx;
+    struct sockaddr_storage ss;
+    socklen_t sl = addr_to_sockaddr(to, &ss, u->family);
+    if (sl == 0) {
+        u->st.send_errors++;
+        return;
+    }
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union {
+        char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } cbuf;
+    struct msghdr msg = { .msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1 };
+    if (local != 0 && local < u->nlocals) {
+        const struct addr *src = &u->locals[local];
+        memset(&cbuf, 0, sizeof cbuf);
+        msg.msg_control = cbuf.b;
+        struct cmsghdr *c;
+        if (u->family == AF_INET) {
+            struct in_pktinfo pi = { 0 };
+            memcpy(&pi.ipi_spec_dst, src->ip, 4);
+            msg.msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        } else {
+            struct in6_pktinfo pi = { 0 };
+            struct sockaddr_storage sss;
+            addr_to_sockaddr(src, &sss, AF_INET6); /* IPv4 becomes v4-mapped */
+            pi.ipi6_addr = ((struct sockaddr_in6 *)&sss)->sin6_addr;
+            msg.msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        }
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(u->fd, &msg, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        u->st.send_errors++;
+        if (log_enabled(LOG_DEBUG)) {
+            char a[ADDR_STRLEN];
+            addr_format(to, a, sizeof a);
+            log_debug("udp: send to %s failed: %s", a, strerror(errno));
+        }
+        return;
+    }
+    u->st.sent++;
+}
+
+static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct udp *u = w->data;
+    uint64_t now = clock_mono_ms();
+    for (int k = 0; k < UDP_BATCH; k++) {
+        struct sockaddr_storage from;
+        union {
+            char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+            struct cmsghdr align;
+        } cbuf;
+        struct iovec iov = { .iov_base = u->buf, .iov_len = u->max_datagram + 1 };
+        struct msghdr msg = { .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
+                              .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b };
+        ssize_t n = recvmsg(u->fd, &msg, MSG_TRUNC | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_debug("udp: recvmsg: %s", strerror(errno)); /* e.g. ICMP errors */
+            return;
+        }
+        u->st.received++;
+        struct tracker_src src;
+        if (addr_from_sockaddr(&src.addr, (struct sockaddr *)&from, msg.msg_namelen) != 0)
+            continue;
+        if ((size_t)n > u->max_datagram || (msg.msg_flags & MSG_TRUNC)) {
+            tracker_count_drop(u->tracker, PROTO_DROP_TOO_LARGE);
+            if (log_enabled(LOG_DEBUG)) {
+                char a[ADDR_STRLEN];
+                addr_format(&src.addr, a, sizeof a);
+                log_debug("udp: dropped %zd-byte datagram from %s (max_datagram %zu)", n, a,
+                          u->max_datagram);
+            }
+            continue;
+        }
+        struct addr dst;
+        src.local = udp_dst_from_cmsg(&msg, &dst) == 0 ? udp_local_index(u, &dst) : 0;
+        int rc = tracker_on_datagram(u->tracker, u->buf, (size_t)n, &src, now);
+        if (rc < 0 && log_enabled(LOG_DEBUG)) {
+            char a[ADDR_STRLEN];
+            addr_format(&src.addr, a, sizeof a);
+            log_debug("udp: dropped %zd-byte datagram from %s: %s", n, a,
+                      proto_drop_name((enum proto_drop)(-1 - rc)));
+        }
+    }
+}
+
+static int udp_fail(char *err, size_t errcap, const char *what, const char *bind_s, long port)
+{
+    snprintf(err, errcap, "udp: %s %s port %ld: %s", what, bind_s, port, strerror(errno));
+    return -1;
+}
+
+struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
+                    size_t errcap)
+{
+    struct addr ba;
+    if (addr_parse_ip(&ba, cfg->bind, (uint16_t)cfg->port) != 0) {
+        snprintf(err, errcap, "udp: bind address \"%s\" is not an IP literal", cfg->bind);
+        return NULL;
+    }
+    /* An IPv6 literal (even "::ffff:a.b.c.d") binds an IPv6 socket. */
+    int family = strchr(cfg->bind, ':') ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        udp_fail(err, errcap, "socket for", cfg->bind, cfg->port);
+        return NULL;
+    }
+    int on = 1, off = 0, rcvbuf = UDP_RCVBUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (family == AF_INET6) {
+        /* "::" is dual stack: IPv4 clients arrive v4-mapped and are normalised. */
+        int v6only = addr_is_any(&ba) && ba.family == AF_INET6 ? off : on;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    } else {
+        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        memset(&ss, 0, sizeof ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)cfg->port);
+        inet_pton(AF_INET6, cfg->bind, &s6->sin6_addr);
+        sl = sizeof *s6;
+    } else {
+        sl = addr_to_sockaddr(&ba, &ss, AF_INET);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+        udp_fail(err, errcap, "cannot bind", cfg->bind, cfg->port);
+        close(fd);
+        return NULL;
+    }
+    sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+
+    struct udp *u = xcalloc(1, sizeof *u);
+    u->loop = loop;
+    u->fd = fd;
+    u->family = family;
+    u->tracker = t;
+    u->nlocals = 1;
+    u->max_datagram = (size_t)cfg->max_datagram;
+    addr_from_sockaddr(&u->bound, (struct sockaddr *)&ss, sl);
+    if (family == AF_INET6 && ba.family == AF_INET6 && addr_is_any(&ba))
+        u->bound.family = AF_INET6; /* keep "::" printable as such */
+    tracker_set_sink(t, udp_send, u);
+    ev_io_init(&u->io, udp_on_readable, fd, EV_READ);
+    u->io.data = u;
+    ev_io_start(loop, &u->io);
+    return u;
+}
+
+void udp_free(struct udp *u)
+{
+    if (!u)
+        return;
+    ev_io_stop(u->loop, &u->io);
+    close(u->fd);
+    free(u);
+}
+
+const struct addr *udp_bound(const struct udp *u) { return &u->bound; }
+const struct udp_stats *udp_stats(const struct udp *u) { return &u->st; }
