@@ -157,6 +157,14 @@ static const struct addr *tracker_public_addr(const struct peer *p)
     return &p->addr;
 }
 
+/* A successful request from peer pi: refresh it, and answer it (and send its
+ * income) from the local address it last talked to. */
+static void tracker_seen(struct tracker *t, uint32_t pi, const struct tracker_src *src, uint64_t now)
+{
+    registry_peer(t->reg, pi)->local = src->local;
+    registry_touch(t->reg, pi, now);
+}
+
 /* ---- actions ---- */
 
 static void tracker_announce_reply(struct tracker *t, const struct tracker_src *src, uint32_t pi)
@@ -231,7 +239,7 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         pi = registry_add(t->reg, id, &src->addr, src->local, now);
         t->st.announced++;
     }
-    registry_touch(t->reg, pi, now);
+    tracker_seen(t, pi, src, now);
     tracker_keep_multiaddr(t, pi);
     tracker_announce_reply(t, src, pi);
 }
@@ -298,7 +306,7 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
     if (renew)
         registry_set_id(t->reg, pi, newid);
     tracker_keep_multiaddr(t, pi);
-    registry_touch(t->reg, pi, now);
+    tracker_seen(t, pi, src, now);
 
     struct proto_reply r;
     char id[IDS_LEN + 1], token[IDS_TOKEN_HEXLEN + 1];
@@ -320,7 +328,7 @@ static void tracker_alive(struct tracker *t, const struct tracker_src *src, uint
     uint32_t pi = registry_find_addr(t->reg, &src->addr);
     if (pi == REGISTRY_NIL)
         { tracker_not_announced(t, src); return; }
-    registry_touch(t->reg, pi, now);
+    tracker_seen(t, pi, src, now);
     struct proto_reply r;
     proto_reply_init(&r, "alived", 0);
     tracker_reply(t, src, &r);
@@ -351,7 +359,7 @@ static void tracker_push(struct tracker *t, const struct tracker_src *src, uint6
     uint32_t bi = sid->too_long ? REGISTRY_NIL : registry_find_id(t->reg, sid->s, sid->len);
     if (bi == REGISTRY_NIL || bi == ai)
         { tracker_error(t, src, STATS_E_UNKNOWN_SHARE_ID, "no live peer has that shareId"); return; }
-    registry_touch(t->reg, ai, now);
+    tracker_seen(t, ai, src, now);
     const struct peer *a = registry_peer(t->reg, ai), *b = registry_peer(t->reg, bi);
 
     /* Both sides learn each other at the same moment: that is what makes
