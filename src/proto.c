@@ -73,10 +73,51 @@ static int proto_is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* Lexical pre-pass over the NUL-terminated copy s (len bytes): rejects raw
- * NUL anywhere and raw control characters inside strings (both invalid JSON
- * that cJSON would otherwise accept or cut short), and rewrites each "\u0000"
- * escape to "\uFFFD" in place, because cJSON would end the C string there. */
+static int proto_is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Length of the JSON number at s[0..len) per RFC 8259's grammar
+ * (-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?), followed by a
+ * delimiter; 0 if it is not one (cJSON also takes "01", "1." and "-.5"). */
+static size_t proto_number_len(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (i < len && s[i] == '-')
+        i++;
+    if (i < len && s[i] == '0') {
+        i++;
+    } else if (i < len && s[i] >= '1' && s[i] <= '9') {
+        while (i < len && proto_is_digit(s[i]))
+            i++;
+    } else {
+        return 0;
+    }
+    if (i < len && s[i] == '.') {
+        i++;
+        if (i >= len || !proto_is_digit(s[i]))
+            return 0;
+        while (i < len && proto_is_digit(s[i]))
+            i++;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= len || !proto_is_digit(s[i]))
+            return 0;
+        while (i < len && proto_is_digit(s[i]))
+            i++;
+    }
+    if (i < len && !strchr(" \t\r\n,]}", s[i]))
+        return 0;
+    return i;
+}
+
+/* Lexical pre-pass over the NUL-terminated copy s (len bytes) for what
+ * cJSON accepts but JSON does not: a raw NUL anywhere, control characters
+ * outside strings other than the four whitespace bytes, raw control
+ * characters inside strings, malformed numbers and \u escapes. It also
+ * rewrites each "\u0000" escape to "\uFFFD" in place, because cJSON would
+ * end the C string there. */
 static int proto_prepass(char *s, size_t len)
 {
     int in_str = 0;
@@ -85,8 +126,16 @@ static int proto_prepass(char *s, size_t len)
         if (c == 0)
             return -1;
         if (!in_str) {
-            if (c == '"')
+            if (c == '"') {
                 in_str = 1;
+            } else if (c == '-' || proto_is_digit((char)c)) {
+                size_t n = proto_number_len(s + i, len - i);
+                if (n == 0)
+                    return -1;
+                i += n - 1;
+            } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+                return -1;
+            }
             continue;
         }
         if (c < 0x20)
