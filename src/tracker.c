@@ -203,39 +203,55 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
     int has_sid = tracker_present(t, PROTO_K_SHAREID), has_tok = tracker_present(t, PROTO_K_TOKEN);
 
     if ((has_sid && sid->type != PROTO_T_STRING) ||
-        (has_tok && !tracker_is(t, PROTO_K_TOKEN, PROTO_T_STRING)))
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId and token must be strings"); return; }
-    if (has_sid != has_tok)
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId and token go together"); return; }
-    if (!tracker_multiaddr_ok(t))
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes"); return; }
+        (has_tok && !tracker_is(t, PROTO_K_TOKEN, PROTO_T_STRING))) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId and token must be strings");
+        return;
+    }
+    if (has_sid != has_tok) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId and token go together");
+        return;
+    }
+    if (!tracker_multiaddr_ok(t)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
+        return;
+    }
 
     uint32_t cur = registry_find_addr(t->reg, &src->addr);
     uint32_t pi;
     if (has_sid) {
         /* Re-claim or attach: only the token's holder may. */
-        if (sid->too_long || !ids_valid(sid->s, sid->len) || !tracker_token_ok(t, sid->s))
-            { tracker_error(t, src, STATS_E_UNAUTHORIZED, "token does not match shareId"); return; }
+        if (sid->too_long || !ids_valid(sid->s, sid->len) || !tracker_token_ok(t, sid->s)) {
+            tracker_error(t, src, STATS_E_UNAUTHORIZED, "token does not match shareId");
+            return;
+        }
         pi = registry_find_id(t->reg, sid->s, sid->len);
         if (pi != REGISTRY_NIL && pi != cur) {
-            if (cur != REGISTRY_NIL)
-                { tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId"); return; }
+            if (cur != REGISTRY_NIL) {
+                tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId");
+                return;
+            }
             /* Same identity from a new address: the NAT rebound; follow it. */
             registry_set_addr(t->reg, pi, &src->addr, src->local);
         } else if (pi == REGISTRY_NIL) {
-            if (cur != REGISTRY_NIL)
-                { tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId"); return; }
+            if (cur != REGISTRY_NIL) {
+                tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId");
+                return;
+            }
             pi = registry_add(t->reg, sid->s, &src->addr, src->local, now);
-            if (pi == REGISTRY_NIL)
-                { tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later"); return; }
+            if (pi == REGISTRY_NIL) {
+                tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
+                return;
+            }
             t->st.announced++;
         }
     } else if (cur != REGISTRY_NIL) {
         pi = cur;
     } else {
         char id[IDS_LEN];
-        if (registry_count(t->reg) >= registry_capacity(t->reg) || tracker_new_id(t, id) != 0)
-            { tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later"); return; }
+        if (registry_count(t->reg) >= registry_capacity(t->reg) || tracker_new_id(t, id) != 0) {
+            tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
+            return;
+        }
         pi = registry_add(t->reg, id, &src->addr, src->local, now);
         t->st.announced++;
     }
@@ -280,12 +296,16 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
         (tracker_present(t, PROTO_K_PORT) && port->type != PROTO_T_STRING && port->type != PROTO_T_NUMBER))
         return tracker_error(t, src, STATS_E_BAD_REQUEST,
                              "override and shareId are booleans; token and ip strings; port a string or number");
-    if (!tracker_multiaddr_ok(t))
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes"); return; }
+    if (!tracker_multiaddr_ok(t)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
+        return;
+    }
 
     uint32_t pi = registry_find_addr(t->reg, &src->addr);
-    if (pi == REGISTRY_NIL)
-        { tracker_not_announced(t, src); return; }
+    if (pi == REGISTRY_NIL) {
+        tracker_not_announced(t, src);
+        return;
+    }
     const struct peer *p = registry_peer(t->reg, pi);
     int token_ok = tracker_token_ok(t, p->id);
     int renew = sid->type == PROTO_T_BOOL && sid->boolval;
@@ -293,13 +313,19 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
     struct addr ov;
 
     /* Everything is checked before anything changes: an error leaves no trace. */
-    if (renew && !token_ok)
-        { tracker_error(t, src, STATS_E_UNAUTHORIZED, "a new shareId needs the current token"); return; }
-    if (override && tracker_override_addr(t, &ov) != 0)
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "override needs an IP literal ip and a port 1-65535"); return; }
+    if (renew && !token_ok) {
+        tracker_error(t, src, STATS_E_UNAUTHORIZED, "a new shareId needs the current token");
+        return;
+    }
+    if (override && tracker_override_addr(t, &ov) != 0) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "override needs an IP literal ip and a port 1-65535");
+        return;
+    }
     char newid[IDS_LEN];
-    if (renew && tracker_new_id(t, newid) != 0)
-        { tracker_error(t, src, STATS_E_FULL, "no free shareId, retry later"); return; }
+    if (renew && tracker_new_id(t, newid) != 0) {
+        tracker_error(t, src, STATS_E_FULL, "no free shareId, retry later");
+        return;
+    }
 
     if (override)
         registry_set_override(t->reg, pi, &ov);
@@ -326,8 +352,10 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
 static void tracker_alive(struct tracker *t, const struct tracker_src *src, uint64_t now)
 {
     uint32_t pi = registry_find_addr(t->reg, &src->addr);
-    if (pi == REGISTRY_NIL)
-        { tracker_not_announced(t, src); return; }
+    if (pi == REGISTRY_NIL) {
+        tracker_not_announced(t, src);
+        return;
+    }
     tracker_seen(t, pi, src, now);
     struct proto_reply r;
     proto_reply_init(&r, "alived", 0);
@@ -351,14 +379,20 @@ static void tracker_peer_fields(struct proto_reply *r, const struct peer *p, cha
 static void tracker_push(struct tracker *t, const struct tracker_src *src, uint64_t now)
 {
     const struct proto_field *sid = tracker_f(t, PROTO_K_SHAREID);
-    if (sid->type != PROTO_T_STRING)
-        { tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId must be a string"); return; }
+    if (sid->type != PROTO_T_STRING) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId must be a string");
+        return;
+    }
     uint32_t ai = registry_find_addr(t->reg, &src->addr);
-    if (ai == REGISTRY_NIL)
-        { tracker_not_announced(t, src); return; }
+    if (ai == REGISTRY_NIL) {
+        tracker_not_announced(t, src);
+        return;
+    }
     uint32_t bi = sid->too_long ? REGISTRY_NIL : registry_find_id(t->reg, sid->s, sid->len);
-    if (bi == REGISTRY_NIL || bi == ai)
-        { tracker_error(t, src, STATS_E_UNKNOWN_SHARE_ID, "no live peer has that shareId"); return; }
+    if (bi == REGISTRY_NIL || bi == ai) {
+        tracker_error(t, src, STATS_E_UNKNOWN_SHARE_ID, "no live peer has that shareId");
+        return;
+    }
     tracker_seen(t, ai, src, now);
     const struct peer *a = registry_peer(t->reg, ai), *b = registry_peer(t->reg, bi);
 
