@@ -22,6 +22,13 @@ struct config {
     long max_datagram;      /* larger datagrams are dropped; none is sent larger */
     char token_key_hex[65]; /* "" or 64 hex characters */
     long log_level;         /* enum log_level */
+    long ws_port;           /* TCP port for HTTP/WebSocket; 0 = the UDP socket's number */
+    long ws_ping_interval;  /* seconds between server pings */
+    long max_connections;   /* TCP connections at most */
+    long ws_max_message;    /* bytes of one reassembled WebSocket message */
+    long ws_max_queued;     /* bytes queued to a slow reader before close 1008 */
+    long relay_max_bytes;   /* bytes of one relay payload as serialised */
+    long relay_bytes_per_sec; /* relayed payload bytes per identity per second; 0 = no limit */
     /* Derived by config_finish(): */
     struct ids_key token_key;
     int token_key_set;

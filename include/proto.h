@@ -17,6 +17,7 @@ enum proto_action {
     PROTO_ACT_PULSE,
     PROTO_ACT_ALIVE,
     PROTO_ACT_PUSH,
+    PROTO_ACT_RELAY,
     PROTO_ACT_UNKNOWN,   /* a string we do not know */
     PROTO_ACT_COUNT
 };
@@ -60,6 +61,10 @@ struct proto_field {
 struct proto_req {
     enum proto_action action;
     struct proto_field f[PROTO_K_COUNT];
+    /* "data" of a relay request, re-serialised (only with proto_decode_relay): */
+    uint8_t has_data;          /* the field was present (any JSON value, null too) */
+    uint8_t data_too_large;    /* it serialises to more than the payload capacity */
+    size_t data_len;           /* bytes in the payload buffer */
 };
 
 /* Decodes buf[0..len) into req. scratch (capacity scratch_cap >= len + 1) is
@@ -68,6 +73,13 @@ struct proto_req {
  * PROTO_ACT_NONE), or -1 - enum proto_drop when the datagram must be dropped. */
 int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                  struct proto_req *req);
+
+/* As proto_decode(), and for a relay request also serialises its "data"
+ * value into payload (capacity payload_cap; NUL-terminated on success),
+ * setting req->has_data, req->data_len and req->data_too_large (when it
+ * would take more than payload_max bytes). */
+int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                       struct proto_req *req, char *payload, size_t payload_cap, size_t payload_max);
 
 /* 1 if buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int proto_utf8_valid(const unsigned char *buf, size_t len);

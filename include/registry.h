@@ -23,9 +23,15 @@
 /* Rarely used per-peer data, allocated on first use only. */
 struct peer_extra {
     struct addr override;       /* address given to others; family 0 = none */
+    struct addr ws_addr;        /* TCP address of the WebSocket side */
+    void *ws_conn;              /* the WebSocket side's connection (owned by ws.c) */
+    double relay_tokens;        /* relay token bucket: bytes available */
+    uint64_t relay_ms;          /* ... as of this time */
     uint16_t multiaddr_len;     /* 0 = none */
     char multiaddr[REGISTRY_MULTIADDR_MAX + 1];
 };
+
+#define PEER_WS 0x01 /* flags: the peer has a WebSocket side (extra->ws_conn) */
 
 /* One live peer. Owned by the registry; a pointer from registry_peer() is
  * valid until the next call that adds or removes a peer. */
@@ -35,10 +41,11 @@ struct peer {
     uint32_t addr_next;       /* next in address bucket chain */
     uint32_t lru_prev;        /* neighbours in the last-seen list */
     uint32_t lru_next;
-    struct addr addr;         /* observed UDP source: the peer's key and reply address */
+    struct addr addr;         /* observed UDP source (family 0: no UDP side) */
     uint8_t local;            /* transport's index of the local address it talks to */
     uint8_t in_use;
-    uint64_t last_seen;       /* monotonic milliseconds */
+    uint8_t flags;            /* PEER_WS */
+    uint64_t last_seen;       /* monotonic milliseconds of the last UDP request */
     struct peer_extra *extra; /* NULL until override or multiaddr is set */
 };
 
@@ -60,22 +67,32 @@ struct peer *registry_peer(const struct registry *r, uint32_t i);
 uint32_t registry_find_id(const struct registry *r, const char *id, size_t len);
 uint32_t registry_find_addr(const struct registry *r, const struct addr *a);
 
-/* Adds a peer (id and address must not be live already) seen at now.
- * Returns its index, or REGISTRY_NIL when the registry is full. */
+/* Adds a peer (id and address must not be live already) seen at now. An
+ * address of family 0 adds a peer without a UDP side (not indexed by address,
+ * not in the expiry order). Returns its index, or REGISTRY_NIL when full. */
 uint32_t registry_add(struct registry *r, const char id[IDS_LEN], const struct addr *a,
                       uint8_t local, uint64_t now);
 
-/* Marks peer i seen at now (moves it to the tail of the expiry order). */
+/* Marks peer i's UDP side seen at now (moves it to the tail of the expiry order). */
 void registry_touch(struct registry *r, uint32_t i, uint64_t now);
 
-/* Moves peer i to a new UDP address (must not be live for another peer). */
-void registry_set_addr(struct registry *r, uint32_t i, const struct addr *a, uint8_t local);
+/* Moves peer i's UDP side to a new address (must not be live for another
+ * peer), or removes the UDP side when a->family is 0. A peer gaining a UDP
+ * side enters the expiry order as seen at now. */
+void registry_set_addr(struct registry *r, uint32_t i, const struct addr *a, uint8_t local,
+                       uint64_t now);
+
+/* Gives peer i a WebSocket side (conn != NULL, at TCP address a) or removes it. */
+void registry_set_ws(struct registry *r, uint32_t i, void *conn, const struct addr *a);
 
 /* Gives peer i a new shareId (must not be live); the old one stops resolving. */
 void registry_set_id(struct registry *r, uint32_t i, const char id[IDS_LEN]);
 
 /* Sets (a != NULL) or clears the override address of peer i. */
 void registry_set_override(struct registry *r, uint32_t i, const struct addr *a);
+
+/* Peer i's extra data, allocated (zeroed) on first use. */
+struct peer_extra *registry_extra_of(struct registry *r, uint32_t i);
 
 /* Stores len (<= REGISTRY_MULTIADDR_MAX) bytes of multiaddr for peer i. */
 void registry_set_multiaddr(struct registry *r, uint32_t i, const char *s, size_t len);
@@ -86,9 +103,10 @@ void registry_remove(struct registry *r, uint32_t i);
 /* Sets *deadline to the time the oldest peer expires. Returns 0, or -1 if empty. */
 int registry_next_deadline(const struct registry *r, uint64_t *deadline);
 
-/* Removes at most budget peers whose TTL has run out at now, calling cb (may be
- * NULL) on each just before removal. Returns how many were removed; if that
- * equals budget, more may be due. */
+/* Expires at most budget UDP sides whose TTL has run out at now, calling cb
+ * (may be NULL) on each first. A peer that also has a WebSocket side
+ * (PEER_WS) only loses its UDP side; any other is removed. Returns how many
+ * were expired; if that equals budget, more may be due. */
 size_t registry_expire(struct registry *r, uint64_t now, size_t budget,
                        void (*cb)(void *ctx, uint32_t i, const struct peer *p), void *ctx);
 

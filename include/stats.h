@@ -16,6 +16,9 @@ enum stats_error {
     STATS_E_UNKNOWN_SHARE_ID,
     STATS_E_UNAUTHORIZED,
     STATS_E_FULL,
+    STATS_E_UNREACHABLE,
+    STATS_E_TOO_LARGE,
+    STATS_E_RATE_LIMITED,
     STATS_E_COUNT
 };
 
@@ -27,6 +30,8 @@ struct stats {
     uint64_t expired;                        /* peers removed by expiry */
     uint64_t announced;                      /* new peers created */
     uint64_t pushes;                         /* successful pushes (income sent) */
+    uint64_t relayed;                        /* relay messages delivered */
+    uint64_t relayed_bytes;                  /* payload bytes delivered by relay */
 };
 
 #endif

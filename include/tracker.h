@@ -16,16 +16,29 @@
 #include "registry.h"
 #include "stats.h"
 
-/* Where a request came from. */
+enum tracker_transport { TRACKER_UDP = 0, TRACKER_WS = 1 };
+
+/* Where a request came from. Zero-initialise, then fill what applies. */
 struct tracker_src {
-    struct addr addr; /* observed source address */
-    uint8_t local;    /* the transport's index of the local address it arrived on */
+    uint8_t transport;  /* enum tracker_transport */
+    uint8_t local;      /* UDP: the transport's index of the local address it arrived on */
+    struct addr addr;   /* observed source: UDP ip:port, or the WebSocket's TCP ip:port */
+    void *conn;         /* WS: the connection (opaque here) */
+    uint32_t *conn_peer;/* WS: the connection's identity slot, REGISTRY_NIL if none;
+                           the tracker updates it on announce */
 };
 
 /* Sends buf[0..len) to `to`, leaving from local address index `local`. The
  * buffer is only valid during the call. */
 typedef void (*tracker_send_fn)(void *ctx, const struct addr *to, uint8_t local, const char *buf,
                                 size_t len);
+
+/* Queues text message buf[0..len) on WebSocket connection conn. */
+typedef void (*tracker_ws_send_fn)(void *ctx, void *conn, const char *buf, size_t len);
+
+/* Closes WebSocket connection conn with status code (it lost its identity to
+ * a newer connection); the connection must forget its identity slot. */
+typedef void (*tracker_ws_close_fn)(void *ctx, void *conn, uint16_t code);
 
 struct tracker;
 
@@ -34,13 +47,26 @@ struct tracker *tracker_new(const struct config *cfg);
 void tracker_free(struct tracker *t);
 
 void tracker_set_sink(struct tracker *t, tracker_send_fn send, void *ctx);
+void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_close_fn close,
+                         void *ctx);
 
 /* Handles one datagram of len bytes (untrusted) from src at time now_ms
  * (monotonic milliseconds). Replies go through the sink. Returns 0 when the
  * datagram was a request (answered or not), or -1 - enum proto_drop when it
  * was dropped unanswered (counted in the stats). */
 int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
-                         const struct tracker_src *src, uint64_t now_ms);
+                        const struct tracker_src *src, uint64_t now_ms);
+
+/* Handles one reassembled WebSocket text message (valid UTF-8) from src
+ * (transport TRACKER_WS). Anything that is not one JSON object is answered
+ * with badRequest: the connection stays. */
+void tracker_on_ws_message(struct tracker *t, const char *buf, size_t len,
+                           const struct tracker_src *src, uint64_t now_ms);
+
+/* The WebSocket connection conn, holding identity peer (or REGISTRY_NIL),
+ * has ended: the peer loses its WebSocket side, and is gone at once if it has
+ * no UDP side. */
+void tracker_ws_closed(struct tracker *t, void *conn, uint32_t peer);
 
 /* Counts a datagram the transport dropped before handing it in (e.g. too large). */
 void tracker_count_drop(struct tracker *t, enum proto_drop reason);
@@ -52,6 +78,9 @@ size_t tracker_expire(struct tracker *t, uint64_t now_ms, size_t budget);
 int tracker_next_expiry(const struct tracker *t, uint64_t *deadline_ms);
 
 const struct stats *tracker_stats(const struct tracker *t);
+
+/* The wire name of an error code ("badRequest", ...). */
+const char *tracker_error_code(enum stats_error e);
 struct registry *tracker_registry(struct tracker *t);
 
 #endif

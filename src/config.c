@@ -49,6 +49,20 @@ static const struct config_key config_keys[] = {
       "64 hex chars keying session tokens; \"\" = random per process" },
     { "log_level", CFG_ENUM, OFF(log_level), 0, 0, config_log_names,
       "error, warn, info or debug (default info)" },
+    { "ws_port", CFG_INT, OFF(ws_port), 0, 65535, NULL,
+      "TCP port for HTTP and WebSocket; 0 = same number as the UDP port (default 0)" },
+    { "ws_ping_interval", CFG_INT, OFF(ws_ping_interval), 1, 3600, NULL,
+      "seconds between WebSocket pings; silent for 2 intervals = closed (default 20)" },
+    { "max_connections", CFG_INT, OFF(max_connections), 1, 1000000, NULL,
+      "TCP connections at most (default 10000)" },
+    { "ws_max_message", CFG_INT, OFF(ws_max_message), 256, 16777216, NULL,
+      "bytes of one WebSocket message; more = close 1009 (default 65536)" },
+    { "ws_max_queued", CFG_INT, OFF(ws_max_queued), 4096, 1073741824, NULL,
+      "bytes queued to a slow WebSocket reader; more = close 1008 (default 1048576)" },
+    { "relay_max_bytes", CFG_INT, OFF(relay_max_bytes), 1, 1048576, NULL,
+      "bytes of one relay payload; more = error tooLarge (default 16384)" },
+    { "relay_bytes_per_sec", CFG_INT, OFF(relay_bytes_per_sec), 0, 1000000000, NULL,
+      "relayed bytes per identity per second, 0 = unlimited (default 65536)" },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -76,6 +90,13 @@ void config_defaults(struct config *c)
     c->max_datagram = 1472;
     c->token_key_hex[0] = '\0';
     c->log_level = LOG_INFO;
+    c->ws_port = 0;
+    c->ws_ping_interval = 20;
+    c->max_connections = 10000;
+    c->ws_max_message = 65536;
+    c->ws_max_queued = 1048576;
+    c->relay_max_bytes = 16384;
+    c->relay_bytes_per_sec = 65536;
 }
 
 static const struct config_key *config_find(const char *name)

@@ -6,7 +6,8 @@
 
 static const char *const proto_action_names[PROTO_ACT_COUNT] = {
     [PROTO_ACT_NONE] = "none",   [PROTO_ACT_ANNOUNCE] = "announce", [PROTO_ACT_PULSE] = "pulse",
-    [PROTO_ACT_ALIVE] = "alive", [PROTO_ACT_PUSH] = "push",         [PROTO_ACT_UNKNOWN] = "unknown",
+    [PROTO_ACT_ALIVE] = "alive", [PROTO_ACT_PUSH] = "push",         [PROTO_ACT_RELAY] = "relay",
+    [PROTO_ACT_UNKNOWN] = "unknown",
 };
 
 static const char *const proto_key_names[PROTO_K_COUNT] = {
@@ -198,6 +199,32 @@ static enum proto_action proto_action_parse(const cJSON *item)
 int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                  struct proto_req *req)
 {
+    return proto_decode_relay(buf, len, scratch, scratch_cap, req, NULL, 0, 0);
+}
+
+/* Serialises a relay's "data" into payload, or flags it too large. */
+static void proto_payload(struct proto_req *req, const cJSON *data, char *payload, size_t cap,
+                          size_t max)
+{
+    if (!data || !payload || cap < 8)
+        return;
+    req->has_data = 1;
+    /* cJSON may need a few bytes more than the result while printing. */
+    if (cap > (size_t)INT32_MAX || !cJSON_PrintPreallocated((cJSON *)data, payload, (int)cap, 0)) {
+        req->data_too_large = 1;
+        return;
+    }
+    req->data_len = strlen(payload);
+    if (req->data_len > max)
+        req->data_too_large = 1;
+}
+
+int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                       struct proto_req *req, char *payload, size_t payload_cap, size_t payload_max)
+{
+    req->has_data = 0;
+    req->data_too_large = 0;
+    req->data_len = 0;
     if (len == 0 || len + 1 > scratch_cap)
         return -1 - (len == 0 ? PROTO_DROP_NOT_JSON : PROTO_DROP_TOO_LARGE);
     if (!proto_utf8_valid((const unsigned char *)buf, len))
@@ -222,6 +249,9 @@ int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
     req->action = proto_action_parse(cJSON_GetObjectItemCaseSensitive(root, "action"));
     for (int k = 0; k < PROTO_K_COUNT; k++)
         proto_field_fill(&req->f[k], cJSON_GetObjectItemCaseSensitive(root, proto_key_names[k]));
+    if (req->action == PROTO_ACT_RELAY)
+        proto_payload(req, cJSON_GetObjectItemCaseSensitive(root, "data"), payload, payload_cap,
+                      payload_max);
     cJSON_Delete(root);
     return 0;
 }

@@ -223,9 +223,12 @@ uint32_t registry_add(struct registry *r, const char id[IDS_LEN], const struct a
     p->in_use = 1;
     p->last_seen = now;
     registry_id_link(r, i);
-    if (a->family)
+    if (a->family) {
         registry_addr_link(r, i);
-    registry_lru_append(r, i);
+        registry_lru_append(r, i);
+    } else {
+        p->lru_prev = p->lru_next = REGISTRY_NIL;
+    }
     r->count++;
     return i;
 }
@@ -236,21 +239,29 @@ void registry_touch(struct registry *r, uint32_t i, uint64_t now)
     /* Clock steps backwards are impossible (monotonic), but keep order safe anyway. */
     if (now > p->last_seen)
         p->last_seen = now;
-    if (r->lru_tail != i) {
+    if (p->addr.family && r->lru_tail != i) {
         registry_lru_unlink(r, i);
         registry_lru_append(r, i);
     }
 }
 
-void registry_set_addr(struct registry *r, uint32_t i, const struct addr *a, uint8_t local)
+void registry_set_addr(struct registry *r, uint32_t i, const struct addr *a, uint8_t local,
+                       uint64_t now)
 {
     struct peer *p = registry_peer(r, i);
-    if (p->addr.family)
+    int had = p->addr.family != 0;
+    if (had)
         registry_addr_unlink(r, i);
     p->addr = *a;
     p->local = local;
     if (a->family)
         registry_addr_link(r, i);
+    if (had && !a->family) {
+        registry_lru_unlink(r, i);
+    } else if (!had && a->family) {
+        p->last_seen = now;
+        registry_lru_append(r, i);
+    }
 }
 
 void registry_set_id(struct registry *r, uint32_t i, const char id[IDS_LEN])
@@ -265,6 +276,11 @@ static struct peer_extra *registry_extra(struct peer *p)
     if (!p->extra)
         p->extra = xcalloc(1, sizeof *p->extra);
     return p->extra;
+}
+
+struct peer_extra *registry_extra_of(struct registry *r, uint32_t i)
+{
+    return registry_extra(registry_peer(r, i));
 }
 
 void registry_set_override(struct registry *r, uint32_t i, const struct addr *a)
@@ -287,13 +303,31 @@ void registry_set_multiaddr(struct registry *r, uint32_t i, const char *s, size_
     e->multiaddr_len = (uint16_t)len;
 }
 
+void registry_set_ws(struct registry *r, uint32_t i, void *conn, const struct addr *a)
+{
+    struct peer *p = registry_peer(r, i);
+    if (conn) {
+        struct peer_extra *e = registry_extra(p);
+        e->ws_conn = conn;
+        e->ws_addr = *a;
+        p->flags |= PEER_WS;
+    } else {
+        if (p->extra) {
+            p->extra->ws_conn = NULL;
+            memset(&p->extra->ws_addr, 0, sizeof p->extra->ws_addr);
+        }
+        p->flags &= (uint8_t)~PEER_WS;
+    }
+}
+
 void registry_remove(struct registry *r, uint32_t i)
 {
     struct peer *p = registry_peer(r, i);
     registry_id_unlink(r, i);
-    if (p->addr.family)
+    if (p->addr.family) {
         registry_addr_unlink(r, i);
-    registry_lru_unlink(r, i);
+        registry_lru_unlink(r, i);
+    }
     free(p->extra);
     memset(p, 0, sizeof *p);
     p->id_next = r->free_head;
@@ -320,7 +354,12 @@ size_t registry_expire(struct registry *r, uint64_t now, size_t budget,
             break;
         if (cb)
             cb(ctx, i, p);
-        registry_remove(r, i);
+        if (p->flags & PEER_WS) {
+            static const struct addr none;
+            registry_set_addr(r, i, &none, 0, now);
+        } else {
+            registry_remove(r, i);
+        }
         n++;
     }
     return n;

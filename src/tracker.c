@@ -1,4 +1,5 @@
-/* tracker: announce / pulse / alive / push over the registry (see tracker.h). */
+/* tracker: announce / pulse / alive / push / relay over the registry, for
+ * both transports (see tracker.h). */
 #include "tracker.h"
 
 #include <stdio.h>
@@ -9,19 +10,27 @@
 #include "proto.h"
 #include "xmem.h"
 
-#define TRACKER_BUF_MAX 65536 /* > the largest max_datagram (65507) + NUL */
+#define TRACKER_BUF_MIN 65536 /* > the largest max_datagram (65507) + NUL */
 #define TRACKER_AMPLIFICATION 4 /* a UDP reply is at most 4x its request */
+#define TRACKER_ENVELOPE 1024   /* room around a relay payload in "relayed" */
 
 struct tracker {
     const struct config *cfg;
     struct registry *reg;
-    tracker_send_fn send;
+    tracker_send_fn send;          /* UDP sink */
     void *send_ctx;
+    tracker_ws_send_fn ws_send;    /* WebSocket sink */
+    tracker_ws_close_fn ws_close;
+    void *ws_ctx;
     struct stats st;
-    size_t req_len;              /* bytes of the request being answered */
-    struct proto_req req;        /* the request being answered */
-    char scratch[TRACKER_BUF_MAX]; /* decoder's NUL-terminated copy */
-    char out[TRACKER_BUF_MAX];     /* encoded reply */
+    size_t req_len;                /* bytes of the request being answered */
+    struct proto_req req;          /* the request being answered */
+    char *scratch;                 /* decoder's NUL-terminated copy of a request */
+    size_t scratch_cap;
+    char *payload;                 /* a relay's re-serialised "data" */
+    size_t payload_cap;
+    char *out;                     /* encoded reply */
+    size_t out_cap;
 };
 
 static const char *const tracker_error_codes[STATS_E_COUNT] = {
@@ -31,13 +40,33 @@ static const char *const tracker_error_codes[STATS_E_COUNT] = {
     [STATS_E_UNKNOWN_SHARE_ID] = "unknownShareId",
     [STATS_E_UNAUTHORIZED] = "unauthorized",
     [STATS_E_FULL] = "full",
+    [STATS_E_UNREACHABLE] = "unreachable",
+    [STATS_E_TOO_LARGE] = "tooLarge",
+    [STATS_E_RATE_LIMITED] = "rateLimited",
 };
+
+const char *tracker_error_code(enum stats_error e)
+{
+    return (unsigned)e < STATS_E_COUNT ? tracker_error_codes[e] : "unknown";
+}
 
 struct tracker *tracker_new(const struct config *cfg)
 {
     struct tracker *t = xcalloc(1, sizeof *t);
     t->cfg = cfg;
     t->reg = registry_new((uint32_t)cfg->max_peers, (uint64_t)cfg->peer_ttl * 1000u);
+    /* Sized once from the limits; requests never allocate. Large buffers are
+     * resident only as far as they are actually used. */
+    t->scratch_cap = TRACKER_BUF_MIN;
+    if ((size_t)cfg->ws_max_message + 1 > t->scratch_cap)
+        t->scratch_cap = (size_t)cfg->ws_max_message + 1;
+    t->payload_cap = (size_t)cfg->relay_max_bytes + 64;
+    t->out_cap = TRACKER_BUF_MIN;
+    if ((size_t)cfg->relay_max_bytes + TRACKER_ENVELOPE > t->out_cap)
+        t->out_cap = (size_t)cfg->relay_max_bytes + TRACKER_ENVELOPE;
+    t->scratch = xmalloc(t->scratch_cap);
+    t->payload = xmalloc(t->payload_cap);
+    t->out = xmalloc(t->out_cap);
     return t;
 }
 
@@ -46,6 +75,9 @@ void tracker_free(struct tracker *t)
     if (!t)
         return;
     registry_free(t->reg);
+    free(t->scratch);
+    free(t->payload);
+    free(t->out);
     free(t);
 }
 
@@ -53,6 +85,14 @@ void tracker_set_sink(struct tracker *t, tracker_send_fn send, void *ctx)
 {
     t->send = send;
     t->send_ctx = ctx;
+}
+
+void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_close_fn close,
+                         void *ctx)
+{
+    t->ws_send = send;
+    t->ws_close = close;
+    t->ws_ctx = ctx;
 }
 
 const struct stats *tracker_stats(const struct tracker *t) { return &t->st; }
@@ -68,24 +108,47 @@ void tracker_count_drop(struct tracker *t, enum proto_drop reason)
 
 static int tracker_app(const struct tracker *t) { return t->cfg->compat == CONFIG_COMPAT_SOBANI_APP; }
 
-static void tracker_send_to(struct tracker *t, const struct addr *to, uint8_t local,
+/* Encodes r under budget into t->out; returns the length or -1 (counted). */
+static ssize_t tracker_encode(struct tracker *t, const struct proto_reply *r, size_t budget)
+{
+    ssize_t n = proto_encode(r, t->out, t->out_cap, budget);
+    if (n < 0)
+        t->st.replies_too_large++;
+    return n;
+}
+
+/* A datagram to a UDP peer: never larger than max_datagram (nor budget). */
+static int tracker_send_udp(struct tracker *t, const struct addr *to, uint8_t local,
                             const struct proto_reply *r, size_t budget)
 {
     if (budget > (size_t)t->cfg->max_datagram)
         budget = (size_t)t->cfg->max_datagram;
-    ssize_t n = proto_encode(r, t->out, sizeof t->out, budget);
-    if (n < 0) {
-        t->st.replies_too_large++;
-        return;
-    }
+    ssize_t n = tracker_encode(t, r, budget);
+    if (n < 0)
+        return -1;
     if (t->send)
         t->send(t->send_ctx, to, local, t->out, (size_t)n);
+    return 0;
 }
 
-/* A reply to the requester: never more than 4x the request (anti-amplification). */
+static int tracker_send_ws(struct tracker *t, void *conn, const struct proto_reply *r)
+{
+    ssize_t n = tracker_encode(t, r, t->out_cap);
+    if (n < 0)
+        return -1;
+    if (t->ws_send)
+        t->ws_send(t->ws_ctx, conn, t->out, (size_t)n);
+    return 0;
+}
+
+/* A reply to the requester. Over UDP never more than 4x the request
+ * (anti-amplification); a WebSocket has a handshake, so no such limit. */
 static void tracker_reply(struct tracker *t, const struct tracker_src *src, const struct proto_reply *r)
 {
-    tracker_send_to(t, &src->addr, src->local, r, TRACKER_AMPLIFICATION * t->req_len);
+    if (src->transport == TRACKER_WS)
+        tracker_send_ws(t, src->conn, r);
+    else
+        tracker_send_udp(t, &src->addr, src->local, r, TRACKER_AMPLIFICATION * t->req_len);
 }
 
 static void tracker_error(struct tracker *t, const struct tracker_src *src, enum stats_error code,
@@ -149,20 +212,74 @@ static void tracker_keep_multiaddr(struct tracker *t, uint32_t pi)
         registry_set_multiaddr(t->reg, pi, m->s, m->len);
 }
 
-/* The address others are told for peer p: its override if set, else observed. */
-static const struct addr *tracker_public_addr(const struct peer *p)
-{
-    if (p->extra && p->extra->override.family)
-        return &p->extra->override;
-    return &p->addr;
-}
-
-/* A successful request from peer pi: refresh it, and answer it (and send its
- * income) from the local address it last talked to. */
+/* A successful request from peer pi refreshes it; over UDP also answer it
+ * (and send its income) from the local address it last talked to. */
 static void tracker_seen(struct tracker *t, uint32_t pi, const struct tracker_src *src, uint64_t now)
 {
-    registry_peer(t->reg, pi)->local = src->local;
-    registry_touch(t->reg, pi, now);
+    struct peer *p = registry_peer(t->reg, pi);
+    if (src->transport == TRACKER_UDP) {
+        p->local = src->local;
+        registry_touch(t->reg, pi, now);
+    }
+}
+
+/* The live peer that sent src's request, or REGISTRY_NIL: by address over
+ * UDP, by the connection's identity over WebSocket. */
+static uint32_t tracker_sender(struct tracker *t, const struct tracker_src *src)
+{
+    if (src->transport == TRACKER_UDP)
+        return registry_find_addr(t->reg, &src->addr);
+    uint32_t pi = src->conn_peer ? *src->conn_peer : REGISTRY_NIL;
+    if (pi == REGISTRY_NIL)
+        return REGISTRY_NIL;
+    const struct peer *p = registry_peer(t->reg, pi);
+    if (!p->in_use || !(p->flags & PEER_WS) || p->extra->ws_conn != src->conn)
+        return REGISTRY_NIL;
+    return pi;
+}
+
+/* ["udp"], ["ws"] or ["udp","ws"]: the transports peer p has. */
+static const char *tracker_transports(const struct peer *p)
+{
+    int udp = p->addr.family != 0, ws = (p->flags & PEER_WS) != 0;
+    return udp && ws ? "[\"udp\",\"ws\"]" : ws ? "[\"ws\"]" : "[\"udp\"]";
+}
+
+/* The address others are told for peer p, and which transport it belongs
+ * to: the override if set, else the UDP address if any, else the TCP one. */
+static const struct addr *tracker_public_addr(const struct peer *p, const char **transport)
+{
+    *transport = "udp";
+    if (p->extra && p->extra->override.family)
+        return &p->extra->override;
+    if (p->addr.family || !(p->flags & PEER_WS))
+        return &p->addr;
+    *transport = "ws";
+    return &p->extra->ws_addr;
+}
+
+/* Buffers for the strings of one peer's fields in a reply. */
+struct tracker_peer_strs {
+    char addr[ADDR_STRLEN];
+    char id[IDS_LEN + 1];
+};
+
+/* Adds peer p's public address, id, transports and multiaddr to r. */
+static void tracker_peer_fields(struct proto_reply *r, const struct peer *p,
+                                struct tracker_peer_strs *ps)
+{
+    const char *addr_transport;
+    addr_format(tracker_public_addr(p, &addr_transport), ps->addr, sizeof ps->addr);
+    memcpy(ps->id, p->id, IDS_LEN);
+    ps->id[IDS_LEN] = '\0';
+    proto_reply_str(r, "peeraddr", ps->addr, PROTO_KEEP);
+    proto_reply_str(r, "peerShareId", ps->id, PROTO_KEEP);
+    const char *tr = tracker_transports(p);
+    proto_reply_add(r, "transports", tr, strlen(tr), PROTO_RAW, PROTO_PRIO_TRANSPORTS);
+    proto_reply_str(r, "addrTransport", addr_transport, PROTO_PRIO_TRANSPORTS);
+    if (p->extra && p->extra->multiaddr_len)
+        proto_reply_add(r, "multiaddr", p->extra->multiaddr, p->extra->multiaddr_len, PROTO_STR,
+                        PROTO_PRIO_MULTIADDR);
 }
 
 /* ---- actions ---- */
@@ -177,11 +294,13 @@ static void tracker_announce_reply(struct tracker *t, const struct tracker_src *
     ids_token(&t->cfg->token_key, p->id, token);
     addr_format(&src->addr, addr, sizeof addr);
     snprintf(ttl, sizeof ttl, "%ld", t->cfg->peer_ttl);
+    const char *tr = tracker_transports(p);
     proto_reply_init(&r, tracker_app(t) ? "announced" : "announceReceived", 1);
     proto_reply_str(&r, "shareId", id, PROTO_KEEP);
     proto_reply_str(&r, "addr", addr, PROTO_PRIO_ADDR);
     proto_reply_str(&r, "token", token, PROTO_PRIO_TOKEN);
     proto_reply_add(&r, "ttl", ttl, strlen(ttl), PROTO_RAW, PROTO_PRIO_TTL);
+    proto_reply_add(&r, "transports", tr, strlen(tr), PROTO_RAW, PROTO_PRIO_TRANSPORTS);
     tracker_reply(t, src, &r);
 }
 
@@ -195,6 +314,42 @@ static int tracker_new_id(struct tracker *t, char id[IDS_LEN])
             return 0;
     }
     return -1;
+}
+
+/* Adds a new peer with id on src's transport. Returns its index or NIL (full). */
+static uint32_t tracker_add_peer(struct tracker *t, const char id[IDS_LEN],
+                                 const struct tracker_src *src, uint64_t now)
+{
+    static const struct addr none;
+    uint32_t pi = registry_add(t->reg, id, src->transport == TRACKER_UDP ? &src->addr : &none,
+                               src->local, now);
+    if (pi == REGISTRY_NIL)
+        return pi;
+    if (src->transport == TRACKER_WS) {
+        registry_set_ws(t->reg, pi, src->conn, &src->addr);
+        *src->conn_peer = pi;
+    }
+    t->st.announced++;
+    return pi;
+}
+
+/* Gives live peer pi src's transport (attach, or follow a NAT rebinding). */
+static void tracker_attach(struct tracker *t, uint32_t pi, const struct tracker_src *src, uint64_t now)
+{
+    if (src->transport == TRACKER_UDP) {
+        registry_set_addr(t->reg, pi, &src->addr, src->local, now);
+        return;
+    }
+    struct peer *p = registry_peer(t->reg, pi);
+    if ((p->flags & PEER_WS) && p->extra->ws_conn != src->conn) {
+        /* One WebSocket per identity: the newer connection wins. */
+        void *old = p->extra->ws_conn;
+        registry_set_ws(t->reg, pi, NULL, NULL);
+        if (t->ws_close)
+            t->ws_close(t->ws_ctx, old, 1000);
+    }
+    registry_set_ws(t->reg, pi, src->conn, &src->addr);
+    *src->conn_peer = pi;
 }
 
 static void tracker_announce(struct tracker *t, const struct tracker_src *src, uint64_t now)
@@ -216,7 +371,7 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         return;
     }
 
-    uint32_t cur = registry_find_addr(t->reg, &src->addr);
+    uint32_t cur = tracker_sender(t, src);
     uint32_t pi;
     if (has_sid) {
         /* Re-claim or attach: only the token's holder may. */
@@ -225,35 +380,28 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
             return;
         }
         pi = registry_find_id(t->reg, sid->s, sid->len);
-        if (pi != REGISTRY_NIL && pi != cur) {
-            if (cur != REGISTRY_NIL) {
-                tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId");
-                return;
-            }
-            /* Same identity from a new address: the NAT rebound; follow it. */
-            registry_set_addr(t->reg, pi, &src->addr, src->local);
-        } else if (pi == REGISTRY_NIL) {
-            if (cur != REGISTRY_NIL) {
-                tracker_error(t, src, STATS_E_BAD_REQUEST, "this address holds another shareId");
-                return;
-            }
-            pi = registry_add(t->reg, sid->s, &src->addr, src->local, now);
+        if (pi != cur && cur != REGISTRY_NIL) {
+            tracker_error(t, src, STATS_E_BAD_REQUEST, "this sender holds another shareId");
+            return;
+        }
+        if (pi == REGISTRY_NIL) {
+            pi = tracker_add_peer(t, sid->s, src, now);
             if (pi == REGISTRY_NIL) {
                 tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
                 return;
             }
-            t->st.announced++;
+        } else if (pi != cur) {
+            tracker_attach(t, pi, src, now);
         }
     } else if (cur != REGISTRY_NIL) {
         pi = cur;
     } else {
         char id[IDS_LEN];
-        if (registry_count(t->reg) >= registry_capacity(t->reg) || tracker_new_id(t, id) != 0) {
+        if (registry_count(t->reg) >= registry_capacity(t->reg) || tracker_new_id(t, id) != 0 ||
+            (pi = tracker_add_peer(t, id, src, now)) == REGISTRY_NIL) {
             tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
             return;
         }
-        pi = registry_add(t->reg, id, &src->addr, src->local, now);
-        t->st.announced++;
     }
     tracker_seen(t, pi, src, now);
     tracker_keep_multiaddr(t, pi);
@@ -293,15 +441,17 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
         (tracker_present(t, PROTO_K_SHAREID) && sid->type != PROTO_T_BOOL && sid->type != PROTO_T_STRING) ||
         (tracker_present(t, PROTO_K_TOKEN) && !tracker_is(t, PROTO_K_TOKEN, PROTO_T_STRING)) ||
         (tracker_present(t, PROTO_K_IP) && !tracker_is(t, PROTO_K_IP, PROTO_T_STRING)) ||
-        (tracker_present(t, PROTO_K_PORT) && port->type != PROTO_T_STRING && port->type != PROTO_T_NUMBER))
-        return tracker_error(t, src, STATS_E_BAD_REQUEST,
-                             "override and shareId are booleans; token and ip strings; port a string or number");
+        (tracker_present(t, PROTO_K_PORT) && port->type != PROTO_T_STRING && port->type != PROTO_T_NUMBER)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST,
+                      "override and shareId are booleans; token and ip strings; port a string or number");
+        return;
+    }
     if (!tracker_multiaddr_ok(t)) {
         tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
         return;
     }
 
-    uint32_t pi = registry_find_addr(t->reg, &src->addr);
+    uint32_t pi = tracker_sender(t, src);
     if (pi == REGISTRY_NIL) {
         tracker_not_announced(t, src);
         return;
@@ -351,7 +501,7 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
 
 static void tracker_alive(struct tracker *t, const struct tracker_src *src, uint64_t now)
 {
-    uint32_t pi = registry_find_addr(t->reg, &src->addr);
+    uint32_t pi = tracker_sender(t, src);
     if (pi == REGISTRY_NIL) {
         tracker_not_announced(t, src);
         return;
@@ -362,52 +512,168 @@ static void tracker_alive(struct tracker *t, const struct tracker_src *src, uint
     tracker_reply(t, src, &r);
 }
 
-/* Adds peer p's public address, id and multiaddr to r (strings in the caller's buffers). */
-static void tracker_peer_fields(struct proto_reply *r, const struct peer *p, char addr[ADDR_STRLEN],
-                                char id[IDS_LEN + 1])
+/* Sends r to peer pi on every transport it has; UDP datagrams are capped by
+ * max_datagram. */
+static void tracker_notify(struct tracker *t, uint32_t pi, const struct proto_reply *r)
 {
-    addr_format(tracker_public_addr(p), addr, ADDR_STRLEN);
-    memcpy(id, p->id, IDS_LEN);
-    id[IDS_LEN] = '\0';
-    proto_reply_str(r, "peeraddr", addr, PROTO_KEEP);
-    proto_reply_str(r, "peerShareId", id, PROTO_KEEP);
-    if (p->extra && p->extra->multiaddr_len)
-        proto_reply_add(r, "multiaddr", p->extra->multiaddr, p->extra->multiaddr_len, PROTO_STR,
-                        PROTO_PRIO_MULTIADDR);
+    const struct peer *p = registry_peer(t->reg, pi);
+    if (p->flags & PEER_WS)
+        tracker_send_ws(t, p->extra->ws_conn, r);
+    if (p->addr.family)
+        tracker_send_udp(t, &p->addr, p->local, r, (size_t)t->cfg->max_datagram);
 }
 
-static void tracker_push(struct tracker *t, const struct tracker_src *src, uint64_t now)
+/* Checks shared by push and relay: a string shareId naming a live peer other
+ * than the live sender. Returns 0 with both indexes, or -1 after answering. */
+static int tracker_pair(struct tracker *t, const struct tracker_src *src, uint32_t *ai, uint32_t *bi)
 {
     const struct proto_field *sid = tracker_f(t, PROTO_K_SHAREID);
     if (sid->type != PROTO_T_STRING) {
         tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId must be a string");
-        return;
+        return -1;
     }
-    uint32_t ai = registry_find_addr(t->reg, &src->addr);
-    if (ai == REGISTRY_NIL) {
+    if (t->req.action == PROTO_ACT_RELAY && !t->req.has_data) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "relay needs data");
+        return -1;
+    }
+    *ai = tracker_sender(t, src);
+    if (*ai == REGISTRY_NIL) {
         tracker_not_announced(t, src);
-        return;
+        return -1;
     }
-    uint32_t bi = sid->too_long ? REGISTRY_NIL : registry_find_id(t->reg, sid->s, sid->len);
-    if (bi == REGISTRY_NIL || bi == ai) {
+    *bi = sid->too_long ? REGISTRY_NIL : registry_find_id(t->reg, sid->s, sid->len);
+    if (*bi == *ai && t->req.action == PROTO_ACT_RELAY) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "cannot relay to oneself");
+        return -1;
+    }
+    if (*bi == REGISTRY_NIL || *bi == *ai) {
         tracker_error(t, src, STATS_E_UNKNOWN_SHARE_ID, "no live peer has that shareId");
-        return;
+        return -1;
     }
+    return 0;
+}
+
+static void tracker_push(struct tracker *t, const struct tracker_src *src, uint64_t now)
+{
+    uint32_t ai, bi;
+    if (tracker_pair(t, src, &ai, &bi) != 0)
+        return;
     tracker_seen(t, ai, src, now);
-    const struct peer *a = registry_peer(t->reg, ai), *b = registry_peer(t->reg, bi);
 
     /* Both sides learn each other at the same moment: that is what makes
      * simultaneous hole punching work. The target first, then the requester. */
     struct proto_reply income, reply;
-    char a_addr[ADDR_STRLEN], a_id[IDS_LEN + 1], b_addr[ADDR_STRLEN], b_id[IDS_LEN + 1];
+    struct tracker_peer_strs as, bs;
     proto_reply_init(&income, "income", 1);
-    tracker_peer_fields(&income, a, a_addr, a_id);
-    tracker_send_to(t, &b->addr, b->local, &income, (size_t)t->cfg->max_datagram);
+    tracker_peer_fields(&income, registry_peer(t->reg, ai), &as);
+    tracker_notify(t, bi, &income);
 
     proto_reply_init(&reply, tracker_app(t) ? "pushed" : "pushReceived", 1);
-    tracker_peer_fields(&reply, b, b_addr, b_id);
+    tracker_peer_fields(&reply, registry_peer(t->reg, bi), &bs);
     tracker_reply(t, src, &reply);
     t->st.pushes++;
+}
+
+/* Takes n bytes from peer pi's relay bucket (rate relay_bytes_per_sec, burst
+ * one second's worth). Returns 0, or -1 if the bucket holds too few. */
+static int tracker_relay_take(struct tracker *t, uint32_t pi, size_t n, uint64_t now)
+{
+    double rate = (double)t->cfg->relay_bytes_per_sec;
+    if (rate <= 0)
+        return 0;
+    struct peer_extra *e = registry_extra_of(t->reg, pi);
+    if (e->relay_ms == 0) {
+        e->relay_tokens = rate; /* a new bucket starts full */
+        e->relay_ms = now ? now : 1;
+    }
+    if (now > e->relay_ms) {
+        e->relay_tokens += rate * (double)(now - e->relay_ms) / 1000.;
+        if (e->relay_tokens > rate)
+            e->relay_tokens = rate;
+        e->relay_ms = now;
+    }
+    if ((double)n > e->relay_tokens)
+        return -1;
+    e->relay_tokens -= (double)n;
+    return 0;
+}
+
+static void tracker_relay(struct tracker *t, const struct tracker_src *src, uint64_t now)
+{
+    uint32_t ai, bi;
+    if (tracker_pair(t, src, &ai, &bi) != 0)
+        return;
+    const struct peer *a = registry_peer(t->reg, ai);
+    /* A UDP source can be forged: relaying in someone's name needs their token. */
+    if (src->transport == TRACKER_UDP && !tracker_token_ok(t, a->id)) {
+        tracker_error(t, src, STATS_E_UNAUTHORIZED, "relay over UDP needs the sender's token");
+        return;
+    }
+    if (t->req.data_too_large) {
+        tracker_error(t, src, STATS_E_TOO_LARGE, "relay payload exceeds relay_max_bytes");
+        return;
+    }
+    if (tracker_relay_take(t, ai, t->req.data_len, now) != 0) {
+        tracker_error(t, src, STATS_E_RATE_LIMITED, "relay rate exceeded, slow down");
+        return;
+    }
+    a = registry_peer(t->reg, ai);
+    const struct peer *b = registry_peer(t->reg, bi);
+    char a_id[IDS_LEN + 1];
+    memcpy(a_id, a->id, IDS_LEN);
+    a_id[IDS_LEN] = '\0';
+    struct proto_reply r;
+    proto_reply_init(&r, "relayed", 1);
+    proto_reply_str(&r, "peerShareId", a_id, PROTO_KEEP);
+    proto_reply_add(&r, "payload", t->payload, t->req.data_len, PROTO_RAW, PROTO_KEEP);
+    /* WebSocket when the target has it (reliable, any size), else one datagram. */
+    int ok;
+    if (b->flags & PEER_WS)
+        ok = tracker_send_ws(t, b->extra->ws_conn, &r) == 0;
+    else
+        ok = b->addr.family &&
+             tracker_send_udp(t, &b->addr, b->local, &r, (size_t)t->cfg->max_datagram) == 0;
+    if (!ok) {
+        tracker_error(t, src, STATS_E_UNREACHABLE,
+                      "target cannot receive this relay (no WebSocket, too big for UDP)");
+        return;
+    }
+    tracker_seen(t, ai, src, now);
+    t->st.relayed++;
+    t->st.relayed_bytes += t->req.data_len;
+}
+
+static void tracker_dispatch(struct tracker *t, const struct tracker_src *src, uint64_t now)
+{
+    switch (t->req.action) {
+    case PROTO_ACT_ANNOUNCE:
+        tracker_announce(t, src, now);
+        break;
+    case PROTO_ACT_PULSE:
+        tracker_pulse(t, src, now);
+        break;
+    case PROTO_ACT_ALIVE:
+        tracker_alive(t, src, now);
+        break;
+    case PROTO_ACT_PUSH:
+        tracker_push(t, src, now);
+        break;
+    case PROTO_ACT_RELAY:
+        tracker_relay(t, src, now);
+        break;
+    case PROTO_ACT_UNKNOWN:
+        tracker_error(t, src, STATS_E_UNKNOWN_ACTION, "unknown action");
+        break;
+    default:
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "a string action is required");
+        break;
+    }
+}
+
+static int tracker_decode(struct tracker *t, const char *buf, size_t len)
+{
+    return proto_decode_relay(buf, len, t->scratch, t->scratch_cap, &t->req, t->payload,
+                              t->payload_cap, (size_t)t->cfg->relay_max_bytes);
 }
 
 int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
@@ -417,34 +683,40 @@ int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
         t->st.dropped[PROTO_DROP_TOO_LARGE]++;
         return -1 - PROTO_DROP_TOO_LARGE;
     }
-    int rc = proto_decode(buf, len, t->scratch, sizeof t->scratch, &t->req);
+    int rc = tracker_decode(t, buf, len);
     if (rc < 0) {
         t->st.dropped[-1 - rc]++;
         return rc;
     }
     t->req_len = len;
     t->st.requests[STATS_UDP][t->req.action]++;
-    switch (t->req.action) {
-    case PROTO_ACT_ANNOUNCE:
-        tracker_announce(t, src, now_ms);
-        break;
-    case PROTO_ACT_PULSE:
-        tracker_pulse(t, src, now_ms);
-        break;
-    case PROTO_ACT_ALIVE:
-        tracker_alive(t, src, now_ms);
-        break;
-    case PROTO_ACT_PUSH:
-        tracker_push(t, src, now_ms);
-        break;
-    case PROTO_ACT_UNKNOWN:
-        tracker_error(t, src, STATS_E_UNKNOWN_ACTION, "unknown action");
-        break;
-    default:
-        tracker_error(t, src, STATS_E_BAD_REQUEST, "a string action is required");
-        break;
-    }
+    tracker_dispatch(t, src, now_ms);
     return 0;
+}
+
+void tracker_on_ws_message(struct tracker *t, const char *buf, size_t len,
+                           const struct tracker_src *src, uint64_t now_ms)
+{
+    t->req_len = len;
+    if (len + 1 > t->scratch_cap || tracker_decode(t, buf, len) < 0) {
+        t->st.requests[STATS_WS][PROTO_ACT_NONE]++;
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "a message must be one JSON object");
+        return;
+    }
+    t->st.requests[STATS_WS][t->req.action]++;
+    tracker_dispatch(t, src, now_ms);
+}
+
+void tracker_ws_closed(struct tracker *t, void *conn, uint32_t pi)
+{
+    if (pi == REGISTRY_NIL || pi >= registry_capacity(t->reg))
+        return;
+    struct peer *p = registry_peer(t->reg, pi);
+    if (!p->in_use || !(p->flags & PEER_WS) || p->extra->ws_conn != conn)
+        return; /* replaced by a newer connection, or already gone */
+    registry_set_ws(t->reg, pi, NULL, NULL);
+    if (!p->addr.family)
+        registry_remove(t->reg, pi); /* its last transport ended: gone at once */
 }
 
 static void tracker_on_expire(void *ctx, uint32_t i, const struct peer *p)

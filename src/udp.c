@@ -155,7 +155,7 @@ static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         u->st.received++;
-        struct tracker_src src;
+        struct tracker_src src = { .transport = TRACKER_UDP };
         if (addr_from_sockaddr(&src.addr, (struct sockaddr *)&from, msg.msg_namelen) != 0)
             continue;
         if ((size_t)n > u->max_datagram || (msg.msg_flags & MSG_TRUNC)) {

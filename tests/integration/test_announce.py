@@ -29,7 +29,8 @@ class AnnounceTest(PunchdTestCase):
         r = c.request(req)
         self.assertEqual(r["action"], "announceReceived", r)
         d = r["data"]
-        self.assertEqual(set(d), {"shareId", "addr", "token", "ttl"}, r)
+        self.assertEqual(set(d), {"shareId", "addr", "token", "ttl", "transports"}, r)
+        self.assertEqual(d["transports"], ["udp"], r)
         self.assertShareId(d["shareId"])
         self.assertEqual(d["addr"], f"127.0.0.1:{c.sock.getsockname()[1]}")
         self.assertToken(d["token"])

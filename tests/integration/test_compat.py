@@ -24,9 +24,11 @@ class SobaniAppCompatTest(PunchdTestCase):
         a, ad = self.announced()
         b, bd = self.announced()
         r = a.request({"action": "push", "shareId": bd["shareId"]})
-        self.assertEqual(r, {"action": "pushed", "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"]}})
+        self.assertEqual(r, {"action": "pushed", "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"],
+                                                          "transports": ["udp"], "addrTransport": "udp"}})
         self.assertEqual(b.recv(), {"action": "income",
-                                    "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"]}})
+                                    "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"],
+                                             "transports": ["udp"], "addrTransport": "udp"}})
 
     def test_alive_answers_alived(self):
         c, _ = self.announced()

@@ -24,6 +24,11 @@ class AliveTest(PunchdTestCase):
         self.assertError(r, "notAnnounced")
 
 
+# Issue 3: pushReceived and income say which transports the peer has and which
+# one peeraddr belongs to; they fit the 4x budget of a bare push.
+UDP_ONLY = {"transports": ["udp"], "addrTransport": "udp"}
+
+
 class PushTest(PunchdTestCase):
     server_flags = ()
 
@@ -32,17 +37,17 @@ class PushTest(PunchdTestCase):
         b, bd = self.announced()
         r = a.request({"action": "push", "shareId": bd["shareId"]})
         self.assertEqual(r, {"action": "pushReceived",
-                             "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"]}})
+                             "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"], **UDP_ONLY}})
         inc = b.recv()
         self.assertEqual(inc, {"action": "income",
-                               "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"]}})
+                               "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"], **UDP_ONLY}})
         self.assertEqual(b.last_src[:2], a.to)
         # And the other way round.
         r = b.request({"action": "push", "shareId": ad["shareId"]})
         self.assertEqual(r, {"action": "pushReceived",
-                             "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"]}})
+                             "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"], **UDP_ONLY}})
         self.assertEqual(a.recv(), {"action": "income",
-                                    "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"]}})
+                                    "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"], **UDP_ONLY}})
         a.expect_silence(0.05)
         b.expect_silence(0.05)
 

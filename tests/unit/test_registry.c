@@ -308,7 +308,7 @@ static void test_set_addr_reindexes(void **state)
     uint32_t ia = registry_add(r, "AAAAAAAA", &a, 1, 1);
     uint32_t ib = registry_add(r, "BBBBBBBB", &b, 2, 2);
 
-    registry_set_addr(r, ia, &n1, 7);
+    registry_set_addr(r, ia, &n1, 7, 0);
     assert_int_equal(registry_find_addr(r, &a), REGISTRY_NIL);
     assert_int_equal(registry_find_addr(r, &n1), ia);
     assert_int_equal(registry_peer(r, ia)->local, 7);
@@ -316,7 +316,7 @@ static void test_set_addr_reindexes(void **state)
     assert_int_equal(registry_find_id(r, "AAAAAAAA", 8), ia); /* id untouched */
     assert_int_equal(registry_find_addr(r, &b), ib);
 
-    registry_set_addr(r, ia, &n2, 8);
+    registry_set_addr(r, ia, &n2, 8, 0);
     assert_int_equal(registry_find_addr(r, &n1), REGISTRY_NIL);
     assert_int_equal(registry_find_addr(r, &n2), ia);
     assert_int_equal(registry_count(r), 2);
@@ -624,7 +624,7 @@ static void test_model_stress(void **state)
             uint32_t i = m.livelist[unit_below(&seed, (uint32_t)m.nlive)];
             int ad = model_free_addr(&m, &seed);
             uint8_t local = (uint8_t)unit_below(&seed, 256);
-            registry_set_addr(r, i, &m.addrs[ad], local);
+            registry_set_addr(r, i, &m.addrs[ad], local, now);
             m.addr_owner[m.p[i].addr] = -1;
             m.addr_owner[ad] = (int)i;
             m.p[i].addr = ad;
