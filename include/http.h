@@ -41,6 +41,7 @@ struct http_reader {
     size_t field_len;
     size_t head_bytes;        /* bytes of the current request so far */
     int complete;             /* a whole request has been read */
+    int url_in_query;         /* the URL's '?' has been seen */
 };
 
 enum http_feed { HTTP_FEED_DONE = 0, HTTP_FEED_AGAIN = 1, HTTP_FEED_ERROR = -1 };

@@ -20,7 +20,7 @@ static int http_on_url(http_parser *p, const char *at, size_t len)
     struct http_head *h = &r->head;
     /* The URL may arrive in pieces: append to path (or query after '?'). */
     size_t plen = strlen(h->path), qlen = strlen(h->query);
-    int in_query = r->in_value; /* reused as "seen '?'" until headers start */
+    int in_query = r->url_in_query;
     for (size_t i = 0; i < len; i++) {
         char c = at[i];
         if (!in_query && c == '?') {
@@ -43,7 +43,7 @@ static int http_on_url(http_parser *p, const char *at, size_t len)
     }
     h->path[plen] = '\0';
     h->query[qlen] = '\0';
-    r->in_value = in_query;
+    r->url_in_query = in_query;
     return 0;
 }
 

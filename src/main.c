@@ -3,6 +3,7 @@
 #include <ev.h>
 #include <signal.h>
 #include <sodium.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,11 +13,27 @@
 #include "log.h"
 #include "tracker.h"
 #include "udp.h"
+#include "ws.h"
 #include "version.h"
 
 #define EXIT_CONFIG 2 /* documented: a configuration error */
 
 static const char *const main_compat_names[] = { "readme", "sobani-app" };
+
+/* Every TCP connection is a descriptor: raise the soft limit to fit
+ * max_connections, and say so when the hard limit does not allow it. */
+static void main_raise_nofile(long max_connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t hard = rl.rlim_max;
+    rl.rlim_cur = want < hard ? want : hard;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        log_warn("open-file limit %llu is below max_connections %ld + 64: raise it (ulimit -n / LimitNOFILE)",
+                 (unsigned long long)rl.rlim_cur, max_connections);
+}
 
 static void main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -62,6 +79,14 @@ int main(int argc, char **argv)
         tracker_free(tracker);
         return 1;
     }
+    main_raise_nofile(cfg.max_connections);
+    struct ws_server *ws = ws_new(loop, &cfg, tracker, udp_bound(udp)->port, err, sizeof err);
+    if (!ws) {
+        log_error("%s", err);
+        udp_free(udp);
+        tracker_free(tracker);
+        return 1;
+    }
     struct expire expire;
     expire_start(&expire, loop, tracker);
     ev_signal sigint, sigterm;
@@ -70,11 +95,13 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sigterm);
 
-    char bound[ADDR_STRLEN];
+    char bound[ADDR_STRLEN], tcp[ADDR_STRLEN];
     addr_format(udp_bound(udp), bound, sizeof bound);
-    log_info("punchd %s listening on udp %s (peer_ttl %lds, max_peers %ld, max_datagram %ld, compat %s)",
-             PUNCHD_VERSION, bound, cfg.peer_ttl, cfg.max_peers, cfg.max_datagram,
-             main_compat_names[cfg.compat]);
+    addr_format(ws_bound(ws), tcp, sizeof tcp);
+    log_info("punchd %s listening on udp %s and tcp %s (peer_ttl %lds, max_peers %ld, "
+             "max_datagram %ld, max_connections %ld, compat %s)",
+             PUNCHD_VERSION, bound, tcp, cfg.peer_ttl, cfg.max_peers, cfg.max_datagram,
+             cfg.max_connections, main_compat_names[cfg.compat]);
     if (!cfg.token_key_set)
         log_info("token_key is empty: tokens are valid for this process only");
 
@@ -87,6 +114,7 @@ int main(int argc, char **argv)
     ev_signal_stop(loop, &sigint);
     ev_signal_stop(loop, &sigterm);
     expire_stop(&expire);
+    ws_free(ws);
     udp_free(udp);
     tracker_free(tracker);
     ev_loop_destroy(loop);

@@ -1,0 +1,600 @@
+/* ws: HTTP and WebSocket connections on the TCP port (see ws.h). */
+#include "ws.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <wslay/wslay.h>
+
+#include "clock.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "registry.h"
+#include "xmem.h"
+
+#define WS_HEAD_TIMEOUT 5.0    /* seconds for a request head after accept */
+#define WS_CLOSE_LINGER 5.0    /* seconds to finish a closing handshake */
+#define WS_ACCEPT_PAUSE 0.1    /* seconds to stop accepting when out of fds */
+#define WS_READ_CHUNK 4096
+
+enum ws_state { WS_HTTP, WS_OPEN, WS_DONE };
+
+struct ws_conn {
+    struct ws_server *srv;
+    struct ws_conn *prev, *next;
+    int fd;
+    enum ws_state state;
+    ev_io rio, wio;
+    ev_timer timer;             /* head deadline, then pings, then close linger */
+    struct addr addr;           /* the client's TCP address */
+    uint32_t peer;              /* identity held (REGISTRY_NIL = none) */
+    struct http_reader *http;   /* while reading requests */
+    char *in;                   /* unparsed input (HTTP, then frames read with the head) */
+    size_t in_len, in_off;
+    char *out;                  /* HTTP bytes to write before any frame */
+    size_t out_len, out_off;
+    int close_after_out;        /* plain HTTP: close once out is written */
+    int over_limit;             /* accepted beyond max_connections */
+    int closing;                /* a close frame was queued or received */
+    wslay_event_context_ptr ws;
+    uint64_t last_rx;           /* ms: last byte from the client */
+};
+
+struct ws_server {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct tracker *tracker;
+    int fd;
+    ev_io accept_io;
+    ev_timer accept_pause;
+    struct addr bound;
+    unsigned nconns;
+    struct ws_conn *conns;
+    uint64_t started;
+};
+
+static void ws_conn_update(struct ws_conn *c);
+
+/* ---- connection lifetime ---- */
+
+/* The connection's WebSocket side ends now (close sent/received or gone). */
+static void ws_conn_detach(struct ws_conn *c)
+{
+    if (c->peer != REGISTRY_NIL) {
+        uint32_t pi = c->peer;
+        c->peer = REGISTRY_NIL;
+        tracker_ws_closed(c->srv->tracker, c, pi);
+    }
+}
+
+static void ws_conn_destroy(struct ws_conn *c)
+{
+    struct ws_server *s = c->srv;
+    ws_conn_detach(c);
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    ev_timer_stop(s->loop, &c->timer);
+    close(c->fd);
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    free(c->http);
+    free(c->in);
+    free(c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    free(c);
+}
+
+static void ws_conn_set_timer(struct ws_conn *c, double after, double repeat)
+{
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, after, repeat);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+/* Queues a close frame; the WebSocket side ends at once. */
+static void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
+{
+    if (c->ws && !c->closing) {
+        c->closing = 1;
+        wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason));
+        ws_conn_set_timer(c, WS_CLOSE_LINGER, 0.);
+    }
+    ws_conn_detach(c);
+    ev_io_start(c->srv->loop, &c->wio);
+}
+
+/* ---- HTTP ---- */
+
+static void ws_out_append(struct ws_conn *c, const char *buf, size_t len)
+{
+    c->out = xrealloc(c->out, c->out_len + len);
+    memcpy(c->out + c->out_len, buf, len);
+    c->out_len += len;
+}
+
+static void ws_http_respond(struct ws_conn *c, int status, const char *type, const char *extra,
+                            const char *body, size_t body_len, int keep)
+{
+    char head[512];
+    char *buf = xmalloc(body_len + sizeof head);
+    size_t n = http_response(buf, body_len + sizeof head, status, type, extra, body, body_len, keep);
+    ws_out_append(c, buf, n);
+    free(buf);
+    if (!keep)
+        c->close_after_out = 1;
+}
+
+static void ws_http_error(struct ws_conn *c, int status, const char *msg, const char *extra, int keep)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "%s\n", msg);
+    ws_http_respond(c, status, "text/plain; charset=utf-8", extra, body, (size_t)n, keep);
+}
+
+static void ws_gauges(const struct ws_server *s, struct metrics_gauges *g)
+{
+    g->peers = registry_count(tracker_registry(s->tracker));
+    g->ws_connections = s->nconns;
+    g->uptime = (clock_mono_ms() - s->started) / 1000u;
+}
+
+static int ws_upgrade(struct ws_conn *c);
+
+/* Handles one complete request. Returns 1 to keep reading requests. */
+static int ws_http_request(struct ws_conn *c)
+{
+    const struct http_head *h = &c->http->head;
+    int keep = h->keep_alive && !c->over_limit;
+    enum http_route route = http_route(h);
+    struct metrics_gauges g;
+    ws_gauges(c->srv, &g);
+    if (c->over_limit && route != HTTP_ROUTE_UPGRADE) {
+        ws_http_error(c, 503, "too many connections", "Retry-After: 1\r\n", 0);
+        return 0;
+    }
+    switch (route) {
+    case HTTP_ROUTE_HEALTHZ: {
+        char body[128];
+        size_t n = metrics_healthz(body, sizeof body, &g);
+        ws_http_respond(c, 200, "application/json", "", body, n, keep);
+        return keep;
+    }
+    case HTTP_ROUTE_METRICS: {
+        char body[16384];
+        size_t n = metrics_render(body, sizeof body, tracker_stats(c->srv->tracker), &g);
+        ws_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "", body, n, keep);
+        return keep;
+    }
+    case HTTP_ROUTE_UPGRADE:
+        return ws_upgrade(c);
+    case HTTP_ROUTE_NOT_FOUND:
+        ws_http_error(c, 404, "not found", "", keep);
+        return keep;
+    case HTTP_ROUTE_BAD_METHOD:
+        ws_http_error(c, 405, "method not allowed", "Allow: GET\r\n", keep);
+        return keep;
+    case HTTP_ROUTE_BAD_VERSION:
+        ws_http_error(c, 426, "WebSocket version 13 required", "Sec-WebSocket-Version: 13\r\n", 0);
+        return 0;
+    case HTTP_ROUTE_BAD_UPGRADE:
+    default:
+        ws_http_error(c, 400, "bad WebSocket upgrade request", "", 0);
+        return 0;
+    }
+}
+
+/* Parses what is in c->in; answers each complete request. */
+static void ws_http_process(struct ws_conn *c)
+{
+    while (c->state == WS_HTTP && c->in_off < c->in_len && !c->close_after_out) {
+        size_t used;
+        enum http_feed f = http_reader_feed(c->http, c->in + c->in_off, c->in_len - c->in_off, &used);
+        c->in_off += used;
+        if (f == HTTP_FEED_AGAIN)
+            break;
+        if (f == HTTP_FEED_ERROR) {
+            ws_http_error(c, 400, "malformed request", "", 0);
+            break;
+        }
+        if (!ws_http_request(c))
+            break;
+        if (c->state == WS_HTTP)
+            http_reader_next(c->http);
+    }
+    if (c->state == WS_HTTP && c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+}
+
+/* ---- WebSocket (wslay callbacks) ---- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct ws_conn *c = user;
+    if (c->in_off < c->in_len) {
+        /* Frames that arrived together with the request head. */
+        size_t n = c->in_len - c->in_off < len ? c->in_len - c->in_off : len;
+        memcpy(buf, c->in + c->in_off, n);
+        c->in_off += n;
+        return (ssize_t)n;
+    }
+    ssize_t n;
+    do {
+        n = recv(c->fd, buf, len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK ? WSLAY_ERR_WOULDBLOCK
+                                                                           : WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    if (n == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    c->last_rx = clock_mono_ms();
+    return n;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user)
+{
+    (void)flags;
+    struct ws_conn *c = user;
+    ssize_t n;
+    do {
+        n = send(c->fd, data, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK ? WSLAY_ERR_WOULDBLOCK
+                                                                           : WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return n;
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user)
+{
+    (void)ctx;
+    struct ws_conn *c = user;
+    if (c->closing)
+        return;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME: {
+        if (!proto_utf8_valid(arg->msg, arg->msg_length)) {
+            ws_conn_close(c, 1007, "invalid UTF-8");
+            return;
+        }
+        struct tracker_src src = { .transport = TRACKER_WS, .addr = c->addr, .conn = c,
+                                   .conn_peer = &c->peer };
+        tracker_on_ws_message(c->srv->tracker, (const char *)arg->msg, arg->msg_length, &src,
+                              clock_mono_ms());
+        return;
+    }
+    case WSLAY_BINARY_FRAME:
+        ws_conn_close(c, 1003, "text messages only");
+        return;
+    case WSLAY_CONNECTION_CLOSE:
+        /* wslay answers the close; the WebSocket side ends now. */
+        c->closing = 1;
+        ws_conn_detach(c);
+        ws_conn_set_timer(c, WS_CLOSE_LINGER, 0.);
+        return;
+    default:
+        return; /* ping (wslay pongs) and pong: liveness is tracked on every byte */
+    }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = ws_recv_cb,
+    .send_callback = ws_send_cb,
+    .on_msg_recv_callback = ws_msg_cb,
+};
+
+static int ws_upgrade(struct ws_conn *c)
+{
+    struct ws_server *s = c->srv;
+    char resp[256];
+    size_t n = http_upgrade_response(resp, sizeof resp, c->http->head.key);
+    ws_out_append(c, resp, n);
+    if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c) != 0) {
+        c->close_after_out = 1;
+        return 0;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)s->cfg->ws_max_message);
+    c->state = WS_OPEN;
+    free(c->http);
+    c->http = NULL;
+    c->last_rx = clock_mono_ms();
+    double iv = (double)s->cfg->ws_ping_interval;
+    ws_conn_set_timer(c, iv, iv);
+    if (c->over_limit)
+        ws_conn_close(c, 1013, "too many connections, try again later");
+    return 0;
+}
+
+/* The tracker queues a message on a connection. */
+static void ws_sink_send(void *ctx, void *conn, const char *buf, size_t len)
+{
+    struct ws_server *s = ctx;
+    struct ws_conn *c = conn;
+    if (!c->ws || c->closing)
+        return;
+    struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)buf, len };
+    if (wslay_event_queue_msg(c->ws, &m) != 0) {
+        ws_conn_close(c, 1011, "cannot queue message");
+        return;
+    }
+    if (wslay_event_get_queued_msg_length(c->ws) > (size_t)s->cfg->ws_max_queued) {
+        ws_conn_close(c, 1008, "reader too slow");
+        return;
+    }
+    ev_io_start(s->loop, &c->wio);
+}
+
+/* The tracker moved this connection's identity to a newer one. */
+static void ws_sink_close(void *ctx, void *conn, uint16_t code)
+{
+    (void)ctx;
+    struct ws_conn *c = conn;
+    c->peer = REGISTRY_NIL;
+    ws_conn_close(c, code, "identity attached elsewhere");
+}
+
+/* ---- I/O ---- */
+
+/* Writes pending HTTP bytes. Returns 0 when all are out, 1 if some remain, -1 on error. */
+static int ws_flush_out(struct ws_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+        }
+        c->out_off += (size_t)n;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    return 0;
+}
+
+/* Decides watchers after any event; destroys the connection when it is done. */
+static void ws_conn_update(struct ws_conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+    int rc = ws_flush_out(c);
+    if (rc < 0) {
+        ws_conn_destroy(c);
+        return;
+    }
+    if (rc == 0 && c->close_after_out) {
+        ws_conn_destroy(c);
+        return;
+    }
+    if (c->state == WS_OPEN && rc == 0) {
+        if (wslay_event_send(c->ws) != 0) {
+            ws_conn_destroy(c);
+            return;
+        }
+        if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+            ws_conn_destroy(c);
+            return;
+        }
+    }
+    int want_write = rc == 1 || (c->state == WS_OPEN && wslay_event_want_write(c->ws));
+    if (want_write)
+        ev_io_start(loop, &c->wio);
+    else
+        ev_io_stop(loop, &c->wio);
+}
+
+static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ws_conn *c = w->data;
+    if (c->state == WS_HTTP) {
+        if (!c->in)
+            c->in = xmalloc(HTTP_HEAD_MAX + 1);
+        if (c->in_len >= HTTP_HEAD_MAX) {
+            ws_http_error(c, 400, "request head too large", "", 0);
+            ev_io_stop(c->srv->loop, &c->rio);
+            ws_conn_update(c);
+            return;
+        }
+        ssize_t n;
+        do {
+            n = recv(c->fd, c->in + c->in_len, HTTP_HEAD_MAX - c->in_len, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            ws_conn_destroy(c);
+            return;
+        }
+        if (n < 0)
+            return;
+        c->in_len += (size_t)n;
+        ws_http_process(c);
+        if (c->close_after_out)
+            ev_io_stop(c->srv->loop, &c->rio); /* no more requests on this one */
+        if (c->state == WS_OPEN && wslay_event_recv(c->ws) != 0) {
+            ws_conn_destroy(c);
+            return;
+        }
+        ws_conn_update(c);
+        return;
+    }
+    if (wslay_event_recv(c->ws) != 0) {
+        ws_conn_destroy(c);
+        return;
+    }
+    ws_conn_update(c);
+}
+
+static void ws_on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ws_conn_update(w->data);
+}
+
+static void ws_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ws_conn *c = w->data;
+    if (c->state == WS_HTTP || c->closing) {
+        ws_conn_destroy(c); /* no request head in time, or the close never completed */
+        return;
+    }
+    uint64_t iv_ms = (uint64_t)c->srv->cfg->ws_ping_interval * 1000u;
+    if (clock_mono_ms() - c->last_rx >= 2 * iv_ms) {
+        ws_conn_close(c, 1001, "no pong");
+    } else {
+        struct wslay_event_msg m = { WSLAY_PING, (const uint8_t *)"", 0 };
+        wslay_event_queue_msg(c->ws, &m);
+    }
+    ws_conn_update(c);
+}
+
+/* ---- listener ---- */
+
+static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct ws_server *s = w->data;
+    for (int k = 0; k < 64; k++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(s->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting for a moment instead of
+                 * spinning on a listener that stays readable. */
+                log_warn("tcp: accept: %s; pausing accepts", strerror(errno));
+                ev_io_stop(loop, &s->accept_io);
+                ev_timer_start(loop, &s->accept_pause);
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct ws_conn *c = xcalloc(1, sizeof *c);
+        c->srv = s;
+        c->fd = fd;
+        c->peer = REGISTRY_NIL;
+        c->state = WS_HTTP;
+        addr_from_sockaddr(&c->addr, (struct sockaddr *)&ss, sl);
+        c->http = xmalloc(sizeof *c->http);
+        http_reader_init(c->http);
+        c->over_limit = s->nconns >= (unsigned)s->cfg->max_connections;
+        ev_io_init(&c->rio, ws_on_read, fd, EV_READ);
+        ev_io_init(&c->wio, ws_on_write, fd, EV_WRITE);
+        c->rio.data = c->wio.data = c;
+        ev_init(&c->timer, ws_on_timer);
+        c->timer.data = c;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->nconns++;
+        ev_io_start(loop, &c->rio);
+        ws_conn_set_timer(c, WS_HEAD_TIMEOUT, 0.);
+    }
+}
+
+static void ws_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct ws_server *s = w->data;
+    ev_io_start(loop, &s->accept_io);
+}
+
+struct ws_server *ws_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
+                         unsigned udp_port, char *err, size_t errcap)
+{
+    struct addr ba;
+    unsigned port = cfg->ws_port ? (unsigned)cfg->ws_port : udp_port;
+    if (addr_parse_ip(&ba, cfg->bind, (uint16_t)port) != 0) {
+        snprintf(err, errcap, "tcp: bind address \"%s\" is not an IP literal", cfg->bind);
+        return NULL;
+    }
+    int family = strchr(cfg->bind, ':') ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errcap, "tcp: socket: %s", strerror(errno));
+        return NULL;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        int v6only = addr_is_any(&ba) && ba.family == AF_INET6 ? 0 : 1;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, cfg->bind, &s6->sin6_addr);
+        sl = sizeof *s6;
+    } else {
+        sl = addr_to_sockaddr(&ba, &ss, AF_INET);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errcap, "tcp: cannot listen on %s port %u: %s", cfg->bind, port, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    struct ws_server *s = xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->cfg = cfg;
+    s->tracker = t;
+    s->fd = fd;
+    s->started = clock_mono_ms();
+    addr_from_sockaddr(&s->bound, (struct sockaddr *)&ss, sl);
+    if (family == AF_INET6 && ba.family == AF_INET6 && addr_is_any(&ba))
+        s->bound.family = AF_INET6;
+    tracker_set_ws_sink(t, ws_sink_send, ws_sink_close, s);
+    ev_io_init(&s->accept_io, ws_on_accept, fd, EV_READ);
+    s->accept_io.data = s;
+    ev_timer_init(&s->accept_pause, ws_on_accept_pause, WS_ACCEPT_PAUSE, 0.);
+    s->accept_pause.data = s;
+    ev_io_start(loop, &s->accept_io);
+    return s;
+}
+
+void ws_free(struct ws_server *s)
+{
+    if (!s)
+        return;
+    while (s->conns)
+        ws_conn_destroy(s->conns);
+    ev_io_stop(s->loop, &s->accept_io);
+    ev_timer_stop(s->loop, &s->accept_pause);
+    close(s->fd);
+    free(s);
+}
+
+const struct addr *ws_bound(const struct ws_server *s) { return &s->bound; }
+unsigned ws_connections(const struct ws_server *s) { return s->nconns; }
