@@ -27,7 +27,7 @@ void ws_free(struct ws_server *s);
 /* The address actually bound. */
 const struct addr *ws_bound(const struct ws_server *s);
 
-/* Open TCP connections. */
+/* Open WebSocket connections (upgraded; plain HTTP ones not counted). */
 unsigned ws_connections(const struct ws_server *s);
 
 #endif

@@ -185,6 +185,8 @@ enum http_feed http_reader_feed(struct http_reader *r, const char *buf, size_t l
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     *used = n;
     r->head_bytes += n;
+    if (r->head_bytes > HTTP_HEAD_MAX)
+        return HTTP_FEED_ERROR; /* however it arrived, in one piece or many */
     if (r->complete) {
         /* An upgrade request returns before its terminating byte is counted
          * by some versions; never report more than was given. */
@@ -193,8 +195,6 @@ enum http_feed http_reader_feed(struct http_reader *r, const char *buf, size_t l
         return HTTP_FEED_DONE;
     }
     if (e != HPE_OK && e != HPE_PAUSED)
-        return HTTP_FEED_ERROR;
-    if (r->head_bytes > HTTP_HEAD_MAX)
         return HTTP_FEED_ERROR;
     return HTTP_FEED_AGAIN;
 }

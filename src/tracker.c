@@ -264,9 +264,10 @@ struct tracker_peer_strs {
     char id[IDS_LEN + 1];
 };
 
-/* Adds peer p's public address, id, transports and multiaddr to r. */
+/* Adds peer p's public address, id, transports and multiaddr to r; and,
+ * with with_addr_transport (income), which transport peeraddr belongs to. */
 static void tracker_peer_fields(struct proto_reply *r, const struct peer *p,
-                                struct tracker_peer_strs *ps)
+                                struct tracker_peer_strs *ps, int with_addr_transport)
 {
     const char *addr_transport;
     addr_format(tracker_public_addr(p, &addr_transport), ps->addr, sizeof ps->addr);
@@ -276,7 +277,8 @@ static void tracker_peer_fields(struct proto_reply *r, const struct peer *p,
     proto_reply_str(r, "peerShareId", ps->id, PROTO_KEEP);
     const char *tr = tracker_transports(p);
     proto_reply_add(r, "transports", tr, strlen(tr), PROTO_RAW, PROTO_PRIO_TRANSPORTS);
-    proto_reply_str(r, "addrTransport", addr_transport, PROTO_PRIO_TRANSPORTS);
+    if (with_addr_transport)
+        proto_reply_str(r, "addrTransport", addr_transport, PROTO_PRIO_TRANSPORTS);
     if (p->extra && p->extra->multiaddr_len)
         proto_reply_add(r, "multiaddr", p->extra->multiaddr, p->extra->multiaddr_len, PROTO_STR,
                         PROTO_PRIO_MULTIADDR);
@@ -565,11 +567,11 @@ static void tracker_push(struct tracker *t, const struct tracker_src *src, uint6
     struct proto_reply income, reply;
     struct tracker_peer_strs as, bs;
     proto_reply_init(&income, "income", 1);
-    tracker_peer_fields(&income, registry_peer(t->reg, ai), &as);
+    tracker_peer_fields(&income, registry_peer(t->reg, ai), &as, 1);
     tracker_notify(t, bi, &income);
 
     proto_reply_init(&reply, tracker_app(t) ? "pushed" : "pushReceived", 1);
-    tracker_peer_fields(&reply, registry_peer(t->reg, bi), &bs);
+    tracker_peer_fields(&reply, registry_peer(t->reg, bi), &bs, 0);
     tracker_reply(t, src, &reply);
     t->st.pushes++;
 }

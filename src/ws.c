@@ -46,6 +46,7 @@ struct ws_conn {
     int closing;                /* a close frame was queued or received */
     wslay_event_context_ptr ws;
     uint64_t last_rx;           /* ms: last byte from the client */
+    uint64_t msg_declared;      /* payload bytes declared so far by the current message's frames */
 };
 
 struct ws_server {
@@ -56,7 +57,8 @@ struct ws_server {
     ev_io accept_io;
     ev_timer accept_pause;
     struct addr bound;
-    unsigned nconns;
+    unsigned nconns;            /* open TCP connections (what max_connections caps) */
+    unsigned nws;               /* of which upgraded to WebSocket */
     struct ws_conn *conns;
     uint64_t started;
 };
@@ -95,6 +97,8 @@ static void ws_conn_destroy(struct ws_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    if (c->state != WS_HTTP)
+        s->nws--;
     free(c);
 }
 
@@ -148,7 +152,7 @@ static void ws_http_error(struct ws_conn *c, int status, const char *msg, const 
 static void ws_gauges(const struct ws_server *s, struct metrics_gauges *g)
 {
     g->peers = registry_count(tracker_registry(s->tracker));
-    g->ws_connections = s->nconns;
+    g->ws_connections = s->nws;
     g->uptime = (clock_mono_ms() - s->started) / 1000u;
 }
 
@@ -269,7 +273,6 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user)
 {
-    (void)ctx;
     struct ws_conn *c = user;
     if (c->closing)
         return;
@@ -277,6 +280,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     case WSLAY_TEXT_FRAME: {
         if (!proto_utf8_valid(arg->msg, arg->msg_length)) {
             ws_conn_close(c, 1007, "invalid UTF-8");
+            wslay_event_shutdown_read(ctx);
             return;
         }
         struct tracker_src src = { .transport = TRACKER_WS, .addr = c->addr, .conn = c,
@@ -299,9 +303,32 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
 }
 
+/* Frame headers are checked as they arrive, so an oversized message or a
+ * binary one is refused before its payload is read. */
+static void ws_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    struct ws_conn *c = user;
+    if (c->closing || (arg->opcode & 0x8))
+        return; /* control frames are small and handled by wslay */
+    if (arg->opcode == WSLAY_BINARY_FRAME) {
+        ws_conn_close(c, 1003, "text messages only");
+        wslay_event_shutdown_read(ctx);
+        return;
+    }
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
+        c->msg_declared = 0;
+    c->msg_declared += arg->payload_length;
+    if (c->msg_declared > (uint64_t)c->srv->cfg->ws_max_message) {
+        ws_conn_close(c, 1009, "message too big");
+        wslay_event_shutdown_read(ctx);
+    }
+}
+
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_recv_cb,
     .send_callback = ws_send_cb,
+    .on_frame_recv_start_callback = ws_frame_start_cb,
     .on_msg_recv_callback = ws_msg_cb,
 };
 
@@ -317,6 +344,7 @@ static int ws_upgrade(struct ws_conn *c)
     }
     wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)s->cfg->ws_max_message);
     c->state = WS_OPEN;
+    s->nws++;
     free(c->http);
     c->http = NULL;
     c->last_rx = clock_mono_ms();
@@ -597,4 +625,4 @@ void ws_free(struct ws_server *s)
 }
 
 const struct addr *ws_bound(const struct ws_server *s) { return &s->bound; }
-unsigned ws_connections(const struct ws_server *s) { return s->nconns; }
+unsigned ws_connections(const struct ws_server *s) { return s->nws; }
