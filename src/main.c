@@ -73,17 +73,25 @@ int main(int argc, char **argv)
         return 1;
     }
     struct tracker *tracker = tracker_new(&cfg);
-    struct udp *udp = udp_new(loop, &cfg, tracker, err, sizeof err);
-    if (!udp) {
-        log_error("%s", err);
-        tracker_free(tracker);
-        return 1;
-    }
     main_raise_nofile(cfg.max_connections);
-    struct ws_server *ws = ws_new(loop, &cfg, tracker, udp_bound(udp)->port, err, sizeof err);
+    /* TCP takes the UDP socket's port number. With port 0 the kernel picks a
+     * free UDP port whose TCP twin may be taken: then pick again. */
+    struct udp *udp = NULL;
+    struct ws_server *ws = NULL;
+    for (int attempt = 0; attempt < 32 && !ws; attempt++) {
+        udp = udp_new(loop, &cfg, tracker, err, sizeof err);
+        if (!udp)
+            break;
+        ws = ws_new(loop, &cfg, tracker, udp_bound(udp)->port, err, sizeof err);
+        if (!ws) {
+            udp_free(udp);
+            udp = NULL;
+            if (cfg.port != 0 || cfg.ws_port != 0)
+                break;
+        }
+    }
     if (!ws) {
         log_error("%s", err);
-        udp_free(udp);
         tracker_free(tracker);
         return 1;
     }

@@ -10,6 +10,9 @@
   a timeout, parse JSON. request() also checks the anti-amplification rule
   (reply <= 4x request, <= max_datagram) on every reply it receives.
 - expect_silence(sock, seconds) asserts that nothing arrives.
+- TCP: the start line's "and tcp <addr>" part gives tcp_host/tcp_port; conn(),
+  http() and PunchdTestCase.ws()/ws_announced() talk HTTP and WebSocket there
+  (wsclient.py).
 - Timeouts scale with env PUNCHD_TIME_SCALE (default 1; 3 when the binary path
   contains "/san/", the sanitizer build).
 
@@ -52,8 +55,12 @@ STOP_TIMEOUT = 5.0     # after SIGTERM/SIGINT
 REPLY_TIMEOUT = 2.0    # a reply over loopback
 SILENCE = 0.3          # how long "no reply" is awaited
 
+import wsclient  # noqa: E402  (the TCP/WebSocket client; its default timeout scales too)
+wsclient.DEFAULT_TIMEOUT = REPLY_TIMEOUT * TIME_SCALE
+
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 LISTEN_RE = re.compile(r"listening on udp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
+TCP_LISTEN_RE = re.compile(r"listening on udp \S+ and tcp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
 SHARE_ID_RE = re.compile(r"^[0-9A-Za-z]{8}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 AMPLIFICATION = 4
@@ -130,6 +137,8 @@ class Punchd:
         self.port = None
         self.listen_text = None   # e.g. "127.0.0.1:35441" or "[::1]:35441"
         self.listen_line = None
+        self.tcp_host = None      # the TCP (HTTP/WebSocket) listener, when it printed one
+        self.tcp_port = None
         self.max_datagram = DEFAULT_MAX_DATAGRAM
         self.returncode = None
         self._lock = threading.Lock()
@@ -152,6 +161,22 @@ class Punchd:
         return args + self.flags
 
     def start(self, timeout=None):
+        # With --port 0 the kernel picks a free UDP port and punchd listens on TCP on the same
+        # number, which another process's TCP socket may hold: then (and only then) try again.
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except AssertionError:
+                tcp_taken = any("tcp" in l and "Address already in use" in l for l in self.lines)
+                if not (self.port0 and tcp_taken and "--ws-port" not in self.flags) or attempt == 2:
+                    raise
+                self.lines = []
+                self._ready = threading.Event()
+                self._threads = []
+                self._stopped = False
+                self.port = self.host = self.tcp_port = self.tcp_host = None
+
+    def _start_once(self, timeout=None):
         self._tmp = tempfile.TemporaryDirectory(prefix="punchd-it-")
         self.proc = subprocess.Popen(self.argv(), cwd=self.cwd or self._tmp.name,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -178,6 +203,10 @@ class Punchd:
                     self.port = int(m.group(3))
                     self.listen_text = m.group(0)[len("listening on udp "):]
                     self.listen_line = line
+                    mt = TCP_LISTEN_RE.search(line)
+                    if mt:
+                        self.tcp_host = mt.group(1) or mt.group(2)
+                        self.tcp_port = int(mt.group(3))
                     md = re.search(r"max_datagram (\d+)", line)
                     if md:
                         self.max_datagram = int(md.group(1))
@@ -260,6 +289,44 @@ class Punchd:
 
     def client(self, bind_ip=None, family=None, to_ip=None):
         return Client(self, bind_ip=bind_ip, family=family, to_ip=to_ip)
+
+    def tcp_target(self):
+        """(ip, port) a TCP client connects to (HTTP and WebSocket)."""
+        if self.tcp_port is None:
+            raise AssertionError(f"punchd printed no 'and tcp <addr>' in its start line: {self.listen_line!r}")
+        host = self.tcp_host
+        if host == "0.0.0.0":
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return (host, self.tcp_port)
+
+    def conn(self, timeout=None, **kw):
+        """A new TCP connection (wsclient.Conn) to the HTTP/WebSocket listener."""
+        host, port = self.tcp_target()
+        return wsclient.Conn(host, port, timeout=timeout, **kw)
+
+    def metrics(self):
+        """GET /metrics, parsed: {(name, ((label, value), ...)): float} (labels sorted)."""
+        r = self.http("/metrics")
+        if r.status != 200:
+            raise AssertionError(f"GET /metrics: {r!r}")
+        return parse_metrics(r.text())
+
+    def healthz(self):
+        """GET /healthz, parsed JSON."""
+        r = self.http("/healthz")
+        if r.status != 200:
+            raise AssertionError(f"GET /healthz: {r!r}")
+        return r.json()
+
+    def http(self, path, method="GET", headers=None, timeout=None):
+        """One HTTP request on a fresh connection: the response (wsclient.HTTPResponse)."""
+        c = self.conn(timeout)
+        try:
+            return c.request(method, path, headers=headers)
+        finally:
+            c.close()
 
 
 class Client:
@@ -375,6 +442,45 @@ def gather(clients, seconds=None, until=None, got=None):
     return got
 
 
+METRIC_LINE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?\d+)?$')
+METRIC_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {(name, ((label, value), ...)): float}; fails on a
+    line that is neither a comment nor a sample, or on a repeated series."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = METRIC_LINE_RE.match(line)
+        if not m:
+            raise AssertionError(f"not a Prometheus sample line: {line!r}")
+        labels = []
+        rest = m.group(2) or ""
+        pos = 0
+        while pos < len(rest.rstrip()):
+            lm = METRIC_LABEL_RE.match(rest, pos)
+            if not lm:
+                raise AssertionError(f"bad labels in {line!r}")
+            labels.append((lm.group(1), lm.group(2)))
+            pos = lm.end()
+        key = (m.group(1), tuple(sorted(labels)))
+        if key in out:
+            raise AssertionError(f"series repeated: {line!r}")
+        out[key] = float(m.group(3))
+    return out
+
+
+def metric(metrics, name, **labels):
+    """The value of one series (fails if it is absent)."""
+    key = (name, tuple(sorted(labels.items())))
+    if key not in metrics:
+        near = sorted(k for k in metrics if k[0] == name)
+        raise AssertionError(f"no series {name}{labels or ''} in /metrics (series of {name}: {near})")
+    return metrics[key]
+
+
 def parse_object(data):
     try:
         obj = json.loads(data.decode("utf-8"))
@@ -425,6 +531,26 @@ class PunchdTestCase(unittest.TestCase):
         self.addCleanup(c.close)
         return c
 
+    def conn(self, server=None, **kw):
+        """A TCP connection (not yet upgraded), closed at cleanup."""
+        c = (server or self.server).conn(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def ws(self, server=None, path="/", **kw):
+        """A WebSocket connection (handshake done and checked), closed at cleanup."""
+        c = self.conn(server, **kw)
+        c.handshake(path)
+        return c
+
+    def ws_announced(self, server=None, fields=None, **kw):
+        """A WebSocket client that has announced: (conn, data)."""
+        c = self.ws(server, **kw)
+        r = c.request_json(dict({"action": "announce"}, **(fields or {})))
+        if r.get("action") not in ("announceReceived", "announced"):
+            raise AssertionError(f"announce over WebSocket failed: {r}")
+        return c, r["data"]
+
     def announced(self, server=None, fields=None, **kw):
         """A client that has announced (padded, plus fields): (client, data)."""
         c = self.client(server, **kw)
@@ -445,6 +571,18 @@ class PunchdTestCase(unittest.TestCase):
             self.assertTrue(data["message"], reply)
         if message:
             self.assertIn("message", data, f"error reply to a big request lacks a message: {reply}")
+
+    def assertData(self, msg, action, expected, optional=()):
+        """msg is {"action": action, "data": {...}} whose data holds expected exactly (and at
+        most the keys in optional besides). Returns data."""
+        self.assertEqual(msg.get("action"), action, msg)
+        self.assertEqual(set(msg), {"action", "data"}, msg)
+        data = msg["data"]
+        for k, v in expected.items():
+            self.assertIn(k, data, f"{k} missing in {msg}")
+            self.assertEqual(data[k], v, f"{k} in {msg}")
+        self.assertLessEqual(set(data), set(expected) | set(optional), msg)
+        return data
 
     def assertShareId(self, s):
         self.assertIsInstance(s, str)
