@@ -5,15 +5,7 @@
 set -eu
 
 PKGS="gcc make pkg-config libc6-dev python3 libev-dev libcjson-dev libsodium-dev libcmocka-dev
-      libwslay-dev libhttp-parser-dev nettle-dev"
-
-# The third-party WebSocket client the tests use (npm "ws", pinned by the lock file).
-node_deps() {
-    if [ -f tests/ws-node/package.json ] && [ ! -d tests/ws-node/node_modules/ws ]; then
-        echo "deps: npm ci in tests/ws-node"
-        (cd tests/ws-node && npm ci --no-audit --no-fund --loglevel=error)
-    fi
-}
+      libwslay-dev libhttp-parser-dev nettle-dev node-ws"
 
 missing=""
 for p in $PKGS; do
@@ -22,14 +14,11 @@ for p in $PKGS; do
     fi
 done
 
-# node and npm may come from elsewhere than Debian (e.g. NodeSource): accept any.
+# node may come from elsewhere than Debian (e.g. NodeSource): accept any. The
+# tests' third-party WebSocket client is the ws library, Debian's node-ws.
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
-if [ -z "$missing" ]; then
-    node_deps
-    exit 0
-fi
+[ -z "$missing" ] && exit 0
 
 echo "deps: installing:$missing"
 if [ "$(id -u)" -eq 0 ]; then
@@ -44,4 +33,3 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
-node_deps

@@ -43,7 +43,7 @@ size_t metrics_render(char *out, size_t cap, const struct stats *st, const struc
 
     metrics_head(&w, "punchd_peers", "gauge", "Live identities (shareIds).");
     metrics_printf(&w, "punchd_peers %llu\n", (unsigned long long)g->peers);
-    metrics_head(&w, "punchd_ws_connections", "gauge", "Open TCP (HTTP and WebSocket) connections.");
+    metrics_head(&w, "punchd_ws_connections", "gauge", "Open WebSocket connections.");
     metrics_printf(&w, "punchd_ws_connections %llu\n", (unsigned long long)g->ws_connections);
 
     metrics_head(&w, "punchd_requests_total", "counter", "Requests by transport and action.");

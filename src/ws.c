@@ -367,6 +367,10 @@ static void ws_sink_send(void *ctx, void *conn, const char *buf, size_t len)
         ws_conn_close(c, 1011, "cannot queue message");
         return;
     }
+    /* Judge the reader only after trying to hand the queue to the kernel: a
+     * burst to a fast reader is not a slow reader. */
+    if (wslay_event_get_queued_msg_length(c->ws) > (size_t)s->cfg->ws_max_queued && c->out_len == 0)
+        wslay_event_send(c->ws);
     if (wslay_event_get_queued_msg_length(c->ws) > (size_t)s->cfg->ws_max_queued) {
         ws_conn_close(c, 1008, "reader too slow");
         return;

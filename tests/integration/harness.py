@@ -161,22 +161,6 @@ class Punchd:
         return args + self.flags
 
     def start(self, timeout=None):
-        # With --port 0 the kernel picks a free UDP port and punchd listens on TCP on the same
-        # number, which another process's TCP socket may hold: then (and only then) try again.
-        for attempt in range(3):
-            try:
-                return self._start_once(timeout)
-            except AssertionError:
-                tcp_taken = any("tcp" in l and "Address already in use" in l for l in self.lines)
-                if not (self.port0 and tcp_taken and "--ws-port" not in self.flags) or attempt == 2:
-                    raise
-                self.lines = []
-                self._ready = threading.Event()
-                self._threads = []
-                self._stopped = False
-                self.port = self.host = self.tcp_port = self.tcp_host = None
-
-    def _start_once(self, timeout=None):
         self._tmp = tempfile.TemporaryDirectory(prefix="punchd-it-")
         self.proc = subprocess.Popen(self.argv(), cwd=self.cwd or self._tmp.name,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

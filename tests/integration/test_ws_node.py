@@ -1,6 +1,7 @@
 """A real third-party WebSocket client: tests/ws-node/client.js drives punchd with the npm `ws`
 library (announce two peers, push, relay both ways, ping, errors, close) and prints JSON; this
-test checks it. Needs node and tests/ws-node/node_modules (`make deps` installs them)."""
+test checks it. Needs node and the `ws` library, from Debian's node-ws package (`make deps`
+installs both; an npm-installed tests/ws-node/node_modules/ws is used too if present)."""
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 from harness import ROOT, PunchdTestCase, scaled
 
 NODE_DIR = os.path.join(ROOT, "tests", "ws-node")
+DEBIAN_NODE_PATH = "/usr/share/nodejs"  # where Debian's node-* packages install modules
 
 
 class NodeWsClientTest(PunchdTestCase):
@@ -17,13 +19,14 @@ class NodeWsClientTest(PunchdTestCase):
     def test_node_ws_library(self):
         node = shutil.which("node") or shutil.which("nodejs")
         self.assertIsNotNone(node, "node is not installed (make deps installs it)")
-        self.assertTrue(os.path.isfile(os.path.join(NODE_DIR, "node_modules", "ws", "package.json")),
-                        "tests/ws-node/node_modules/ws is missing: run `npm ci` in tests/ws-node "
-                        "(make deps does)")
+        self.assertTrue(os.path.isfile(os.path.join(NODE_DIR, "node_modules", "ws", "package.json")) or
+                        os.path.isfile(os.path.join(DEBIAN_NODE_PATH, "ws", "package.json")),
+                        "the ws library is missing: run `make deps` (Debian package node-ws)")
+        env = dict(os.environ, NODE_PATH=DEBIAN_NODE_PATH)
         host, port = self.server.tcp_target()
         timeout_ms = int(scaled(10) * 1000)
         p = subprocess.run([node, os.path.join(NODE_DIR, "client.js"), host, str(port), str(timeout_ms)],
-                           cwd=NODE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           cwd=NODE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=scaled(10) + 10)
         out = p.stdout.decode("utf-8", "replace")
         err = p.stderr.decode("utf-8", "replace")

@@ -222,6 +222,23 @@ class AttachTest(WsProtocolCase):
         self.assertEqual(p.request_json({"action": "push", "shareId": wd["shareId"]})["data"]["transports"], ["ws"])
         self.assertEqual(w.recv_json()["action"], "income")
 
+    def test_override_address_is_handed_out(self):
+        w, wd = self.ws_announced()
+        u, _ = self.attach_udp(self.server, wd)
+        r = u.request(padded({"action": "pulse", "override": True, "ip": "198.51.100.4", "port": 40000,
+                              "token": wd["token"]}, 128))
+        self.assertEqual(r, {"action": "pulseReceived", "data": {"status": "0", "overriden": "true"}})
+        p, pd = self.ws_announced()
+        r = p.request_json({"action": "push", "shareId": wd["shareId"]})
+        self.assertData(r, "pushReceived", {"peeraddr": "198.51.100.4:40000", "peerShareId": wd["shareId"],
+                                            "transports": ["udp", "ws"]})
+        self.assertEqual(w.recv_json()["action"], "income")
+        self.assertEqual(u.recv()["action"], "income")     # income still goes where u talks from
+        r = w.request_json({"action": "push", "shareId": pd["shareId"]})
+        self.assertEqual(r["action"], "pushReceived", r)
+        self.assertData(p.recv_json(), "income", {"peeraddr": "198.51.100.4:40000", "peerShareId": wd["shareId"],
+                                                  "transports": ["udp", "ws"], "addrTransport": "udp"})
+
     def test_udp_side_moves_on_rebinding(self):
         w, wd = self.ws_announced()
         u1, _ = self.attach_udp(self.server, wd)
