@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "net.h"
 #include "xmem.h"
 
 #define UDP_BATCH 64          /* datagrams per wakeup before yielding to the loop */
@@ -189,48 +190,19 @@ static int udp_fail(char *err, size_t errcap, const char *what, const char *bind
 struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
                     size_t errcap)
 {
-    struct addr ba;
-    if (addr_parse_ip(&ba, cfg->bind, (uint16_t)cfg->port) != 0) {
-        snprintf(err, errcap, "udp: bind address \"%s\" is not an IP literal", cfg->bind);
-        return NULL;
-    }
-    /* An IPv6 literal (even "::ffff:a.b.c.d") binds an IPv6 socket. */
-    int family = strchr(cfg->bind, ':') ? AF_INET6 : AF_INET;
-    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct addr bound;
+    int family;
+    int fd = net_bind(cfg->bind, (uint16_t)cfg->port, SOCK_DGRAM, &bound, &family);
     if (fd < 0) {
-        udp_fail(err, errcap, "socket for", cfg->bind, cfg->port);
-        return NULL;
-    }
-    int on = 1, off = 0, rcvbuf = UDP_RCVBUF;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    if (family == AF_INET6) {
-        /* "::" is dual stack: IPv4 clients arrive v4-mapped and are normalised. */
-        int v6only = addr_is_any(&ba) && ba.family == AF_INET6 ? off : on;
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
-        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
-    } else {
-        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        memset(&ss, 0, sizeof ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)cfg->port);
-        inet_pton(AF_INET6, cfg->bind, &s6->sin6_addr);
-        sl = sizeof *s6;
-    } else {
-        sl = addr_to_sockaddr(&ba, &ss, AF_INET);
-    }
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
         udp_fail(err, errcap, "cannot bind", cfg->bind, cfg->port);
-        close(fd);
         return NULL;
     }
-    sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    int on = 1, rcvbuf = UDP_RCVBUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    /* A dual-stack socket may report IPv4 destinations either way: ask for both. */
+    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
 
     struct udp *u = xcalloc(1, sizeof *u);
     u->loop = loop;
@@ -239,9 +211,7 @@ struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct track
     u->tracker = t;
     u->nlocals = 1;
     u->max_datagram = (size_t)cfg->max_datagram;
-    addr_from_sockaddr(&u->bound, (struct sockaddr *)&ss, sl);
-    if (family == AF_INET6 && ba.family == AF_INET6 && addr_is_any(&ba))
-        u->bound.family = AF_INET6; /* keep "::" printable as such */
+    u->bound = bound;
     tracker_set_sink(t, udp_send, u);
     ev_io_init(&u->io, udp_on_readable, fd, EV_READ);
     u->io.data = u;

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "net.h"
 #include "proto.h"
 #include "registry.h"
 #include "xmem.h"
@@ -563,50 +564,23 @@ static void ws_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
 struct ws_server *ws_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
                          unsigned udp_port, char *err, size_t errcap)
 {
-    struct addr ba;
     unsigned port = cfg->ws_port ? (unsigned)cfg->ws_port : udp_port;
-    if (addr_parse_ip(&ba, cfg->bind, (uint16_t)port) != 0) {
-        snprintf(err, errcap, "tcp: bind address \"%s\" is not an IP literal", cfg->bind);
-        return NULL;
-    }
-    int family = strchr(cfg->bind, ':') ? AF_INET6 : AF_INET;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errcap, "tcp: socket: %s", strerror(errno));
-        return NULL;
-    }
-    int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        int v6only = addr_is_any(&ba) && ba.family == AF_INET6 ? 0 : 1;
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        inet_pton(AF_INET6, cfg->bind, &s6->sin6_addr);
-        sl = sizeof *s6;
-    } else {
-        sl = addr_to_sockaddr(&ba, &ss, AF_INET);
-    }
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+    struct addr bound;
+    int family;
+    int fd = net_bind(cfg->bind, (uint16_t)port, SOCK_STREAM, &bound, &family);
+    if (fd < 0 || listen(fd, 1024) != 0) {
         snprintf(err, errcap, "tcp: cannot listen on %s port %u: %s", cfg->bind, port, strerror(errno));
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
-    sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
     struct ws_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->cfg = cfg;
     s->tracker = t;
     s->fd = fd;
     s->started = clock_mono_ms();
-    addr_from_sockaddr(&s->bound, (struct sockaddr *)&ss, sl);
-    if (family == AF_INET6 && ba.family == AF_INET6 && addr_is_any(&ba))
-        s->bound.family = AF_INET6;
+    s->bound = bound;
     tracker_set_ws_sink(t, ws_sink_send, ws_sink_close, s);
     ev_io_init(&s->accept_io, ws_on_accept, fd, EV_READ);
     s->accept_io.data = s;
