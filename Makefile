@@ -60,8 +60,12 @@ run: deps
 	$(BUILD)/punchd --config config.json
 
 test: deps
-	$(MAKE) all $(UNIT_BINS)
+	$(MAKE) all $(UNIT_BINS) $(TEST_BINS)
 	python3 tests/run_tests.py --build $(BUILD) $(UNIT_BINS)
 
 clean:
 	rm -rf build
+
+# Further concerns (client library, benchmarks, fuzzing, install) each bring
+# their own rules; they may append to UNIT_BINS and TEST_BINS.
+include $(sort $(wildcard mk/*.mk))

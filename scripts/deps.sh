@@ -6,6 +6,13 @@ set -eu
 
 PKGS="gcc make pkg-config libc6-dev python3 libev-dev libcjson-dev libsodium-dev libcmocka-dev
       libwslay-dev libhttp-parser-dev nettle-dev node-ws"
+# Each concern that needs more (NAT lab, fuzzing, deploy checks...) lists its
+# packages in its own scripts/deps.d/*.txt, one or more per line, # comments.
+here=$(dirname "$0")
+for f in "$here"/deps.d/*.txt; do
+    [ -f "$f" ] || continue
+    PKGS="$PKGS $(sed 's/#.*//' "$f" | tr '\n' ' ')"
+done
 
 missing=""
 for p in $PKGS; do

@@ -89,11 +89,24 @@ class CountingResult(unittest.TextTestResult):
         self._line("NOT OK", test)
 
 
-def run_integration(build, counts, pattern):
+# Directories of unittest modules, run in this order when present. Module
+# names must be unique across them (they share one import namespace).
+SUITES = ["integration", "client", "deploy", "nat"]
+
+
+def run_integration(build, counts, pattern, suites):
     os.environ["PUNCHD_BIN"] = os.path.join(ROOT, build, "punchd")
+    os.environ["PUNCH_BIN"] = os.path.join(ROOT, build, "punch")
+    os.environ["PUNCHD_BUILD"] = os.path.join(ROOT, build)
     sys.path.insert(0, os.path.join(HERE, "integration"))
-    suite = unittest.defaultTestLoader.discover(os.path.join(HERE, "integration"),
-                                                pattern=pattern, top_level_dir=os.path.join(HERE, "integration"))
+    suite = unittest.TestSuite()
+    for name in suites:
+        d = os.path.join(HERE, name)
+        if not os.path.isdir(d):
+            continue
+        if d not in sys.path:
+            sys.path.insert(0, d)
+        suite.addTests(unittest.defaultTestLoader.discover(d, pattern=pattern, top_level_dir=d))
     runner = unittest.TextTestRunner(stream=open(os.devnull, "w"), verbosity=0,
                                      resultclass=lambda *a, **kw: CountingResult(*a, counts=counts, **kw))
     result = runner.run(suite)
@@ -106,15 +119,17 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--pattern", default="test_*.py", help="integration modules to run")
     ap.add_argument("--no-integration", action="store_true")
+    ap.add_argument("--suite", action="append", help="suite directories under tests/ (default: all)")
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     for u in args.units:
         run_unit(u, counts)
     if not args.no_integration:
-        run_integration(args.build, counts, args.pattern)
-    tail = f", {counts['skipped']} skipped" if counts["skipped"] else ""
-    print(f"{counts['passed']} passed, {counts['failed']} failed{tail}")
+        run_integration(args.build, counts, args.pattern, args.suite or SUITES)
+    if counts["skipped"]:
+        print(f"{counts['skipped']} skipped")
+    print(f"{counts['passed']} passed, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
 
 
