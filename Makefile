@@ -8,12 +8,13 @@
 CC ?= cc
 SAN ?= 0
 
+# BUILD may be set on the command line to keep separate trees apart.
 ifeq ($(SAN),1)
-BUILD := build/san
+BUILD ?= build/san
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT := -O1
 else
-BUILD := build
+BUILD ?= build
 SANFLAGS :=
 OPT := -O2
 endif
