@@ -91,7 +91,7 @@ class CountingResult(unittest.TextTestResult):
 
 # Directories of unittest modules, run in this order when present. Module
 # names must be unique across them (they share one import namespace).
-SUITES = ["integration", "client", "deploy", "nat"]
+SUITES = ["integration", "client", "deploy", "bench", "nat"]
 
 
 def run_integration(build, counts, pattern, suites):
