@@ -42,6 +42,8 @@ struct http_reader {
     size_t head_bytes;        /* bytes of the current request so far */
     int complete;             /* a whole request has been read */
     int url_in_query;         /* the URL's '?' has been seen */
+    char line_tail[8];        /* last bytes of the request line: the version */
+    uint8_t tail_len, line_done;
 };
 
 enum http_feed { HTTP_FEED_DONE = 0, HTTP_FEED_AGAIN = 1, HTTP_FEED_ERROR = -1 };

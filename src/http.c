@@ -139,6 +139,9 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 static int http_on_headers_complete(http_parser *p)
 {
     struct http_reader *r = http_r(p);
+    /* Debian's http-parser is built lax and takes "HTTX/1.1" for HTTP. */
+    if (r->tail_len != sizeof r->line_tail || memcmp(r->line_tail, "HTTP/", 5) != 0)
+        return -1;
     r->head.method = p->method;
     r->head.http_major = p->http_major;
     r->head.http_minor = p->http_minor;
@@ -176,11 +179,32 @@ void http_reader_next(struct http_reader *r)
     http_reader_init(r);
 }
 
+/* Keeps the last 8 bytes of the request line (CRs aside; blank lines before
+ * it are skipped as http-parser skips them) for the version check. */
+static void http_track_request_line(struct http_reader *r, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len && !r->line_done; i++) {
+        char ch = buf[i];
+        if (ch == '\r' || (ch == '\n' && r->tail_len == 0))
+            continue;
+        if (ch == '\n') {
+            r->line_done = 1;
+            break;
+        }
+        if (r->tail_len == sizeof r->line_tail) {
+            memmove(r->line_tail, r->line_tail + 1, sizeof r->line_tail - 1);
+            r->tail_len--;
+        }
+        r->line_tail[r->tail_len++] = ch;
+    }
+}
+
 enum http_feed http_reader_feed(struct http_reader *r, const char *buf, size_t len, size_t *used)
 {
     *used = 0;
     if (r->complete)
         return HTTP_FEED_DONE;
+    http_track_request_line(r, buf, len);
     size_t n = http_parser_execute(&r->parser, &http_settings, buf, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     *used = n;

@@ -19,6 +19,7 @@
 #include "net.h"
 #include "proto.h"
 #include "registry.h"
+#include "wsframe.h"
 #include "xmem.h"
 
 #define WS_HEAD_TIMEOUT 5.0    /* seconds for a request head after accept */
@@ -47,7 +48,8 @@ struct ws_conn {
     int closing;                /* a close frame was queued or received */
     wslay_event_context_ptr ws;
     uint64_t last_rx;           /* ms: last byte from the client */
-    uint64_t msg_declared;      /* payload bytes declared so far by the current message's frames */
+    struct wsframe_scan scan;   /* frame headers, checked before their payload is read */
+    uint16_t verdict;           /* close code due once the bytes before a refused header are in */
 };
 
 struct ws_server {
@@ -115,6 +117,10 @@ static void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
 {
     if (c->ws && !c->closing) {
         c->closing = 1;
+        /* wslay sends control frames before queued messages: hand replies
+         * already queued to the kernel first, so they are not lost. */
+        if (c->out_len == 0)
+            wslay_event_send(c->ws);
         wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason));
         ws_conn_set_timer(c, WS_CLOSE_LINGER, 0.);
     }
@@ -226,31 +232,68 @@ static void ws_http_process(struct ws_conn *c)
 
 /* ---- WebSocket (wslay callbacks) ---- */
 
+/* What a frame header alone is enough to refuse: 0 = fine, else a close code. */
+static int ws_frame_check(const struct wsframe_info *f, void *user)
+{
+    const struct ws_conn *c = user;
+    if (f->opcode & 0x8) /* control: wslay checks the rest */
+        return f->opcode == 0x8 && f->payload_len == 1 ? 1002 : 0;
+    if (f->opcode == 0x2)
+        return 1003;
+    if (f->msg_len > (uint64_t)c->srv->cfg->ws_max_message)
+        return 1009;
+    return 0;
+}
+
+static void ws_close_verdict(struct ws_conn *c)
+{
+    const char *why = c->verdict == 1003   ? "text messages only"
+                      : c->verdict == 1009 ? "message too big"
+                                           : "protocol error";
+    ws_conn_close(c, c->verdict, why);
+    wslay_event_shutdown_read(c->ws);
+}
+
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     struct ws_conn *c = user;
+    ssize_t n;
+    if (c->verdict) {
+        /* Everything before the refused header has been processed. */
+        ws_close_verdict(c);
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     if (c->in_off < c->in_len) {
         /* Frames that arrived together with the request head. */
-        size_t n = c->in_len - c->in_off < len ? c->in_len - c->in_off : len;
-        memcpy(buf, c->in + c->in_off, n);
-        c->in_off += n;
-        return (ssize_t)n;
+        n = (ssize_t)(c->in_len - c->in_off < len ? c->in_len - c->in_off : len);
+        memcpy(buf, c->in + c->in_off, (size_t)n);
+        c->in_off += (size_t)n;
+    } else {
+        do {
+            n = recv(c->fd, buf, len, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK ? WSLAY_ERR_WOULDBLOCK
+                                                                               : WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        if (n == 0) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        c->last_rx = clock_mono_ms();
     }
-    ssize_t n;
-    do {
-        n = recv(c->fd, buf, len, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK ? WSLAY_ERR_WOULDBLOCK
-                                                                           : WSLAY_ERR_CALLBACK_FAILURE);
+    int code = wsframe_scan(&c->scan, buf, (size_t)n, ws_frame_check, c);
+    if (code != 0) {
+        c->verdict = (uint16_t)code;
+        if (c->scan.stop > 0)
+            return (ssize_t)c->scan.stop; /* let wslay finish the frames before it */
+        ws_close_verdict(c);
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    if (n == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    c->last_rx = clock_mono_ms();
     return n;
 }
 
@@ -290,9 +333,6 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
                               clock_mono_ms());
         return;
     }
-    case WSLAY_BINARY_FRAME:
-        ws_conn_close(c, 1003, "text messages only");
-        return;
     case WSLAY_CONNECTION_CLOSE:
         /* wslay answers the close; the WebSocket side ends now. */
         c->closing = 1;
@@ -300,36 +340,15 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         ws_conn_set_timer(c, WS_CLOSE_LINGER, 0.);
         return;
     default:
-        return; /* ping (wslay pongs) and pong: liveness is tracked on every byte */
-    }
-}
-
-/* Frame headers are checked as they arrive, so an oversized message or a
- * binary one is refused before its payload is read. */
-static void ws_frame_start_cb(wslay_event_context_ptr ctx,
-                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
-{
-    struct ws_conn *c = user;
-    if (c->closing || (arg->opcode & 0x8))
-        return; /* control frames are small and handled by wslay */
-    if (arg->opcode == WSLAY_BINARY_FRAME) {
-        ws_conn_close(c, 1003, "text messages only");
-        wslay_event_shutdown_read(ctx);
+        /* ping (wslay pongs) and pong: liveness is tracked on every byte;
+         * binary never gets here (refused at its header, ws_frame_check). */
         return;
-    }
-    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
-        c->msg_declared = 0;
-    c->msg_declared += arg->payload_length;
-    if (c->msg_declared > (uint64_t)c->srv->cfg->ws_max_message) {
-        ws_conn_close(c, 1009, "message too big");
-        wslay_event_shutdown_read(ctx);
     }
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_recv_cb,
     .send_callback = ws_send_cb,
-    .on_frame_recv_start_callback = ws_frame_start_cb,
     .on_msg_recv_callback = ws_msg_cb,
 };
 
@@ -344,6 +363,7 @@ static int ws_upgrade(struct ws_conn *c)
         return 0;
     }
     wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)s->cfg->ws_max_message);
+    wsframe_init(&c->scan);
     c->state = WS_OPEN;
     s->nws++;
     free(c->http);

@@ -232,6 +232,8 @@ class RoutingTest(PunchdTestCase):
             b"\x00\x01\x02\x03\r\n\r\n",
             b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET /hea lthz HTTP/1.1\r\n\r\n",
+            b"GET /healthz HTTX/1.1\r\nHost: x\r\n\r\n",       # http-parser alone would take it
+            b"GET /healthz HTTP/1.1 extra\r\n\r\n",
         ]
         for raw in bad:
             c = self.conn()

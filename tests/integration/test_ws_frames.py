@@ -112,6 +112,30 @@ class FramesTest(PunchdTestCase):
         c.send_raw(build_frame(OP_CONT, b"", fin=True, length=40000)[:8] + b"0123456789abcdef")
         self.assertClosedWith(c, 1009)
 
+    def test_header_alone_is_enough_for_1009(self):
+        # Only the 14 header bytes, no payload at all: the declaration alone closes it.
+        c = self.ws()
+        c.send_raw(build_frame(OP_TEXT, b"", length=1 << 40)[:14])
+        self.assertClosedWith(c, 1009)
+        # A 64-bit length near 2^63 in a continuation must not wrap the running total.
+        c = self.ws()
+        c.send_frame(OP_TEXT, b'{"action":', fin=False)
+        c.send_raw(build_frame(OP_CONT, b"", length=(1 << 63) - 1)[:14])
+        self.assertClosedWith(c, 1009)
+
+    def test_frames_before_a_refused_header_are_served(self):
+        # One TCP write: a pulse, then a binary header. The pulse is answered, then 1003.
+        c = self.ws()
+        c.request_json({"action": "announce"})
+        c.send_raw(build_frame(OP_TEXT, b'{"action":"alive"}') + build_frame(OP_BINARY, b"\x00"))
+        self.assertEqual(c.recv_json()["action"], "alived")
+        self.assertClosedWith(c, 1003)
+
+    def test_one_byte_close_payload_is_1002(self):
+        c = self.ws()
+        c.send_raw(build_frame(OP_CLOSE, b"\x03"))
+        self.assertClosedWith(c, 1002)
+
     def test_small_max_message(self):
         s = self.start_server("--ws-max-message", "1024")
         c = self.ws(s)

@@ -90,6 +90,29 @@ static void test_malformed_and_oversized(void **state)
     assert_int_equal(f, HTTP_FEED_ERROR);
 }
 
+/* Feeds req split at every position; returns the result of the last feed. */
+static enum http_feed feed_split(const char *req, size_t at)
+{
+    struct http_reader r;
+    size_t used, len = strlen(req);
+    http_reader_init(&r);
+    enum http_feed f = http_reader_feed(&r, req, at, &used);
+    if (f != HTTP_FEED_AGAIN)
+        return f;
+    return http_reader_feed(&r, req + at, len - at, &used);
+}
+
+static void test_version_token_checked(void **state)
+{
+    (void)state;
+    const char *good = "\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *bad = "GET /healthz HTTX/1.1\r\nHost: x\r\n\r\n";
+    for (size_t at = 1; at < strlen(good); at++)
+        assert_int_equal(feed_split(good, at), HTTP_FEED_DONE);
+    for (size_t at = 1; at < strlen(bad); at++)
+        assert_int_equal(feed_split(bad, at), HTTP_FEED_ERROR);
+}
+
 int main(void)
 {
     unit_sodium_init();
@@ -99,6 +122,7 @@ int main(void)
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_pipelined_requests_stop_at_each),
         cmocka_unit_test(test_malformed_and_oversized),
+        cmocka_unit_test(test_version_token_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
