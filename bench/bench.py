@@ -1,0 +1,694 @@
+#!/usr/bin/env python3
+"""punchd's benchmark driver (docs/bench.md). Python 3 standard library only.
+
+Runs, in one go and on loopback only: punchd (from the build tree, with a
+generated benchmark config), the batched UDP echo and the bare TCP echo built
+from the same tree, and the C load generator (bench/loadgen.c), which it drives
+over a pipe one command at a time. Every punchd measurement is paired with the
+same measurement of the echo, interleaved in rounds so that a noisy neighbour
+hits both alike; only ratios are meant to be compared across machines.
+
+    bench.py --build build --out build/bench [--quick | --smoke] [--json PATH]
+    bench.py --report --out build/bench          (PNGs from latest.json, gnuplot)
+
+Every child process is pinned (server on CPU 0, load generator on CPU 1 when
+there are two), dies with this process (PR_SET_PDEATHSIG) and has its own
+time limit; all are stopped in a finally block. Exit status 0 when the run
+completed (whatever the numbers), 1 when something failed.
+"""
+import argparse
+import ctypes
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# Profiles: how much and how long. full ~5-8 min, quick ~1 min, smoke ~10 s.
+PROFILES = {
+    "full": dict(peers=1_000_000, curve=[10_000, 100_000, 300_000, 1_000_000], secs=2.5, rounds=2,
+                 kind_secs=2.0, rate_secs=3.0, ws_idle=10_000, ws_active=1_000, ws_secs=4.0,
+                 workers_peers=1_000_000, workers_secs=3.0, warmup=0.5),
+    "quick": dict(peers=100_000, curve=[10_000, 100_000], secs=1.5, rounds=2,
+                  kind_secs=1.0, rate_secs=1.5, ws_idle=2_000, ws_active=200, ws_secs=1.5,
+                  workers_peers=100_000, workers_secs=1.5, warmup=0.3),
+    "smoke": dict(peers=2_000, curve=[2_000], secs=1.0, rounds=1,
+                  kind_secs=0.3, rate_secs=0.5, ws_idle=20, ws_active=10, ws_secs=0.5,
+                  workers_peers=2_000, workers_secs=0.5, warmup=0.1),
+}
+
+MIX = "10,80,10"          # announce, pulse, push: pulses dominate (the app pulses every 2 s)
+WS_MIX = "10,90"          # announce, pulse over WebSocket
+UDP_SOCKETS = 16
+UDP_WINDOW = 128          # closed loop: requests in flight at once (all peers together)
+RATE_WINDOW = 8192        # open loop: in-flight bound (only reached if the server stalls)
+LISTEN_RE = re.compile(r"listening on udp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)"
+                       r"(?: and tcp (?:\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d+))?")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+ECHO_RE = re.compile(r"listening on (?:udp|tcp) 127\.0\.0\.1:(\d+)")
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM when this driver dies, however it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def pin(pid, cpu):
+    if cpu is None:
+        return
+    try:
+        os.sched_setaffinity(pid, {cpu})
+    except OSError:
+        pass
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Server:
+    """A child server whose stderr announces its port; stderr is kept."""
+
+    def __init__(self, name, argv, regex, cwd=None, cpu=None):
+        self.name = name
+        self.argv = argv
+        self.regex = regex
+        self.cwd = cwd
+        self.cpu = cpu
+        self.proc = None
+        self.lines = []
+        self.match = None
+        self.failed_start = False  # start() raised: its exit status is no news
+        self._ready = threading.Event()
+
+    def start(self, timeout=10.0):
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=_die_with_parent)
+        pin(self.proc.pid, self.cpu)
+        threading.Thread(target=self._reader, daemon=True).start()
+        if not self._ready.wait(timeout) or self.match is None:
+            self.failed_start = True
+            self.stop()
+            raise BenchError(f"{self.name} did not start: {' '.join(self.argv)}\n" + self.stderr())
+        return self
+
+    def _reader(self):
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+            if self.match is None:
+                m = self.regex.search(line)
+                if m:
+                    self.match = m
+                    self._ready.set()
+        self._ready.set()
+
+    def stderr(self):
+        return "\n".join(self.lines[-20:])
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """Stops it (SIGTERM, then SIGKILL after 10 s); returns a problem or None."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return f"{self.name} ignored SIGTERM"
+        time.sleep(0.05)  # the reader thread takes the last lines
+        text = "\n".join(self.lines)
+        if any(m in text for m in SANITIZER_MARKERS):
+            return f"{self.name}: sanitizer report:\n{self.stderr()}"
+        if self.proc.returncode != 0 and not self.failed_start:
+            return f"{self.name} exited with status {self.proc.returncode}:\n{self.stderr()}"
+        return None
+
+
+class LoadGen:
+    """The C load generator: one command line in, one JSON line out."""
+
+    def __init__(self, binary, cpu=None, max_seconds=1500):
+        self.proc = subprocess.Popen([binary, "--max-seconds", str(max_seconds)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        pin(self.proc.pid, cpu)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def cmd(self, line, timeout):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise BenchError(f"load generator: no answer to '{line}' within {timeout:.0f}s")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+            if not chunk:
+                err = self.proc.stderr.read().decode("utf-8", "replace")
+                raise BenchError(f"load generator exited during '{line}': {err}")
+            self.buf += chunk
+        out, self.buf = self.buf.split(b"\n", 1)
+        d = json.loads(out)
+        if "error" in d:
+            raise BenchError(f"load generator: '{line}': {d['error']}")
+        return d
+
+    def stop(self):
+        """Ends it with quit; returns a problem or None."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+                return "load generator did not quit"
+        err = self.proc.stderr.read().decode("utf-8", "replace")
+        if self.proc.returncode != 0 or any(m in err for m in SANITIZER_MARKERS):
+            return f"load generator exited with status {self.proc.returncode}: {err[-2000:]}"
+        return None
+
+
+# ---- punchd configuration ----
+
+def punchd_keys(binary):
+    """Config keys this punchd knows, from its --help (flags with dashes)."""
+    out = subprocess.run([binary, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=10).stdout.decode("utf-8", "replace")
+    return {m.group(1).replace("-", "_") for m in re.finditer(r"^\s+--([a-z][a-z0-9-]*)", out, re.M)}
+
+
+def punchd_config(keys, peers, workers=None):
+    """The benchmark's config: room for every peer and connection, nothing
+    expiring during the run, every limit that would throttle the load off.
+    Keys this punchd does not know yet are left out (unknown keys are fatal)."""
+    cfg = {
+        "bind": "127.0.0.1",
+        "port": 0,
+        "max_peers": max(1_100_000, int(peers * 1.1)),
+        "peer_ttl": 86400,
+        "max_connections": 12_000,
+        "ws_ping_interval": 3600,
+        "log_level": "info",
+    }
+    optional = {
+        "rate_requests_per_sec": 0,
+        "rate_income_per_sec": 0,
+        "rate_response_bytes_per_sec": 0,
+        "max_connections_per_ip": 0,
+        "retry_threshold": 1,
+        "relay_bytes_per_sec": 0,
+    }
+    for k, v in optional.items():
+        if k in keys:
+            cfg[k] = v
+    if workers is not None:
+        cfg["workers"] = workers
+    return cfg
+
+
+# ---- histogram helpers (bins as the load generator prints them) ----
+
+def bin_width(lo):
+    return 2 if lo < 200 else 10 if lo < 1000 else 100 if lo < 10000 else 1000
+
+
+def merge_hists(hists):
+    acc = {}
+    for h in hists:
+        for lo, c in h:
+            acc[lo] = acc.get(lo, 0) + c
+    return sorted([lo, c] for lo, c in acc.items())
+
+
+def hist_quantile(hist, q):
+    total = sum(c for _, c in hist)
+    if total == 0:
+        return None
+    want = max(1, int(total * q))
+    acc = 0
+    for lo, c in hist:
+        acc += c
+        if acc >= want:
+            return round(lo + bin_width(lo) / 2, 1)
+    return float(hist[-1][0])
+
+
+def combine(runs):
+    """Aggregates several runs of one target: rates over the summed time."""
+    secs = sum(r["secs"] for r in runs)
+    replies = sum(r["replies"] for r in runs)
+    cpu = sum(r["cpu_s"] for r in runs) if all(r["cpu_s"] >= 0 for r in runs) else None
+    hist = merge_hists(r["hist"] for r in runs)
+    out = {
+        "rps": round(replies / secs) if secs > 0 else 0,
+        "replies": replies,
+        "secs": round(secs, 3),
+        "p50_us": hist_quantile(hist, 0.50) or 0.0,
+        "p99_us": hist_quantile(hist, 0.99) or 0.0,
+        "p999_us": hist_quantile(hist, 0.999) or 0.0,
+        "cpu_s": round(cpu, 3) if cpu is not None else None,
+        "cpu_s_per_m": round(cpu / (replies / 1e6), 3) if cpu and replies else None,
+        "replies_per_cpu_s": round(replies / cpu) if cpu else None,
+        "lg_cpu_s": round(sum(r.get("lg_cpu_s", 0) for r in runs), 3),
+        "errors": sum(r.get("errors", 0) for r in runs),
+        "lost": sum(r.get("lost", 0) for r in runs),
+        "hist": hist,
+    }
+    for k in ("incomes", "skipped", "closed"):
+        if any(k in r for r in runs):
+            out[k] = sum(r.get(k, 0) for r in runs)
+    return out
+
+
+def scenario_row(name, p, e, **extra):
+    row = {
+        "name": name,
+        "punchd_rps": p["rps"],
+        "echo_rps": e["rps"],
+        "ratio": round(p["rps"] / e["rps"], 3) if e["rps"] else None,
+        "p50_us": p["p50_us"],
+        "p99_us": p["p99_us"],
+        "p999_us": p["p999_us"],
+        "echo_p50_us": e["p50_us"],
+        "echo_p99_us": e["p99_us"],
+        "cpu_s_per_m": p["cpu_s_per_m"],
+        "echo_cpu_s_per_m": e["cpu_s_per_m"],
+        "replies_per_cpu_s": p["replies_per_cpu_s"],
+        "echo_replies_per_cpu_s": e["replies_per_cpu_s"],
+        "cpu_ratio": (round(p["replies_per_cpu_s"] / e["replies_per_cpu_s"], 3)
+                      if p["replies_per_cpu_s"] and e["replies_per_cpu_s"] else None),
+        "errors": p["errors"],
+        "lost": p["lost"],
+        "echo_lost": e["lost"],
+        "generator_cpu_s": round(p["lg_cpu_s"] + e["lg_cpu_s"], 3),
+        "hist": p["hist"],
+        "echo_hist": e["hist"],
+    }
+    for k in ("incomes", "skipped", "closed"):
+        if k in p:
+            row[k] = p[k]
+        if k in e:
+            row["echo_" + k] = e[k]
+    row.update(extra)
+    return row
+
+
+# ---- the run ----
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.prof = dict(PROFILES[args.profile])
+        if args.peers:
+            self.prof["peers"] = args.peers
+            self.prof["curve"] = sorted({c for c in self.prof["curve"] if c < args.peers} | {args.peers})
+            self.prof["workers_peers"] = args.peers
+        self.build = os.path.join(ROOT, args.build) if not os.path.isabs(args.build) else args.build
+        self.punchd_bin = os.path.join(self.build, "punchd")
+        self.bin = os.path.join(self.build, "bench")
+        two = (os.cpu_count() or 1) >= 2 and not args.no_pin
+        self.cpu_server = 0 if two else None
+        self.cpu_gen = 1 if two else None
+        self.children = []
+        self.tmp = tempfile.TemporaryDirectory(prefix="punchd-bench-")
+        self.result = {"scenarios": []}
+
+    # children
+
+    def start_punchd(self, cfg, cpu="default", name="punchd"):
+        path = os.path.join(self.tmp.name, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        s = Server(name, [self.punchd_bin, "--config", path], LISTEN_RE, cwd=self.tmp.name,
+                   cpu=self.cpu_server if cpu == "default" else cpu)
+        self.children.append(s)
+        s.start()
+        s.udp = f"127.0.0.1:{s.match.group(3)}"
+        s.tcp = f"127.0.0.1:{s.match.group(4) or s.match.group(3)}"
+        return s
+
+    def start_echo(self, kind):
+        s = Server(f"echo_{kind}", [os.path.join(self.bin, f"echo_{kind}"), "--max-seconds", "1500"],
+                   ECHO_RE, cpu=self.cpu_server)
+        self.children.append(s)
+        s.start()
+        s.addr = f"127.0.0.1:{s.match.group(1)}"
+        return s
+
+    def stop_all(self):
+        """Stops every child; returns the problems seen (exit status, sanitizers)."""
+        problems = []
+        for c in reversed(self.children):
+            try:
+                p = c.stop()
+            except Exception as e:  # keep stopping the others
+                p = f"stopping: {e!r}"
+            if p:
+                problems.append(p)
+        self.children = []
+        return problems
+
+    # measurements
+
+    def udp_pair(self, lg, punchd, echo, label, mix, secs, rounds, rate=0.0, window=UDP_WINDOW):
+        """Runs punchd and the echo alternately, `rounds` times each; returns both combined."""
+        p_runs, e_runs = [], []
+        warm = self.prof["warmup"]
+        for r in range(rounds):
+            for srv, runs, target in ((punchd, p_runs, punchd.udp), (echo, e_runs, echo.addr)):
+                runs.append(lg.cmd(f"udp_run target={target} pid={srv.pid} mix={mix} secs={secs} "
+                                   f"warmup={warm} window={window} rate={rate:.0f} "
+                                   f"label={label}-{srv.name}-{r}", timeout=secs + warm + 60))
+                if not srv.alive():
+                    raise BenchError(f"{srv.name} died during {label}:\n{srv.stderr()}")
+        return combine(p_runs), combine(e_runs)
+
+    def run(self):
+        prof = self.prof
+        N = prof["peers"]
+        keys = punchd_keys(self.punchd_bin)
+        self.result["punchd_keys_set"] = sorted(k for k in punchd_config(keys, N) if k in keys)
+        started = time.monotonic()
+        lg = LoadGen(os.path.join(self.bin, "loadgen"), cpu=self.cpu_gen)
+        self.children.append(lg)
+        echo_u = self.start_echo("udp")
+        echo_t = self.start_echo("tcp")
+        punchd = self.start_punchd(punchd_config(keys, N))
+        log(f"punchd pid {punchd.pid} on udp {punchd.udp} tcp {punchd.tcp}; "
+            f"echo udp {echo_u.addr}, tcp {echo_t.addr}; profile {self.args.profile}, {N} peers")
+        time.sleep(0.2)  # let punchd finish start-up allocations before the baseline
+        rss0 = rss_kib(punchd.pid)
+        lg.cmd(f"udp_setup sockets={UDP_SOCKETS} peers={N}", timeout=60)
+
+        # Throughput vs live peers: preload in steps, measure the mix at each.
+        curve = []
+        for n in prof["curve"]:
+            pre = lg.cmd(f"udp_preload target={punchd.udp} upto={n} window=256 max_secs=300",
+                         timeout=400)
+            if not pre["complete"] or pre["announced"] == 0:
+                raise BenchError(f"preload to {n} peers did not complete: {pre}")
+            rss = rss_kib(punchd.pid)
+            last = n == prof["curve"][-1]
+            p, e = self.udp_pair(lg, punchd, echo_u, f"mix{n}", MIX, prof["secs"],
+                                 prof["rounds"] if last else 1)
+            point = {"peers": n, "punchd_rps": p["rps"], "echo_rps": e["rps"],
+                     "ratio": round(p["rps"] / e["rps"], 3) if e["rps"] else None,
+                     "p99_us": p["p99_us"], "rss_kib": rss,
+                     "bytes_per_peer": round((rss - rss0) * 1024 / n, 1),
+                     "preload_rps": pre["rps"], "preload_errors": pre["errors"]}
+            curve.append(point)
+            log(f"{n} peers: punchd {p['rps']}/s, echo {e['rps']}/s, "
+                f"{point['bytes_per_peer']} B/peer (preload {pre['rps']}/s)")
+            if last:
+                mix_p, mix_e = p, e
+        self.result["curve"] = curve
+        self.result["peers"] = N
+        self.result["bytes_per_peer"] = curve[-1]["bytes_per_peer"]
+        self.result["rss_kib_start"] = rss0
+        self.result["rss_kib_loaded"] = curve[-1]["rss_kib"]
+        sc = self.result["scenarios"]
+        sc.append(scenario_row("udp_mix", mix_p, mix_e, peers=N, mix=MIX, window=UDP_WINDOW,
+                               bytes_per_peer=self.result["bytes_per_peer"]))
+
+        # One request kind at a time, same peers.
+        for name, mix in (("udp_announce", "1,0,0"), ("udp_pulse", "0,1,0"), ("udp_push", "0,0,1")):
+            p, e = self.udp_pair(lg, punchd, echo_u, name, mix, prof["kind_secs"], prof["rounds"])
+            sc.append(scenario_row(name, p, e, peers=N, mix=mix, window=UDP_WINDOW))
+            log(f"{name}: punchd {p['rps']}/s, echo {e['rps']}/s")
+
+        # Latency at 80% of punchd's measured maximum (open loop): both
+        # targets are offered the same rate.
+        rate = 0.8 * mix_p["rps"]
+        p, e = self.udp_pair(lg, punchd, echo_u, "udp_mix_80pct", MIX, prof["rate_secs"],
+                             prof["rounds"], rate=rate, window=RATE_WINDOW)
+        sc.append(scenario_row("udp_mix_80pct", p, e, peers=N, mix=MIX, offered_rps=round(rate)))
+        log(f"80% load ({rate:.0f}/s offered): punchd p50 {p['p50_us']} p99 {p['p99_us']} us; "
+            f"echo p50 {e['p50_us']} p99 {e['p99_us']} us")
+
+        # WebSocket: active connections with one message in flight each, while
+        # the idle ones are held; then the bare TCP echo the same way.
+        total = prof["ws_idle"] + prof["ws_active"]
+        ws_rss0 = rss_kib(punchd.pid)
+        op = lg.cmd(f"tcp_open target={punchd.tcp} n={total} ws=1 announce=1 parallel=128 max_secs=120",
+                    timeout=180)
+        time.sleep(0.2)
+        ws_rss1 = rss_kib(punchd.pid)
+        if op["ready_total"] < total:
+            log(f"warning: only {op['ready_total']} of {total} WebSocket connections are open: {op}")
+        wp = lg.cmd(f"tcp_run active={prof['ws_active']} secs={prof['ws_secs']} "
+                    f"warmup={prof['warmup']} mix={WS_MIX} pid={punchd.pid} label=ws-punchd",
+                    timeout=prof["ws_secs"] + 60)
+        lg.cmd("tcp_close", timeout=60)
+        eo = lg.cmd(f"tcp_open target={echo_t.addr} n={total} ws=0 parallel=128 max_secs=120",
+                    timeout=180)
+        er = lg.cmd(f"tcp_run active={prof['ws_active']} secs={prof['ws_secs']} "
+                    f"warmup={prof['warmup']} mix={WS_MIX} pid={echo_t.pid} label=ws-echo",
+                    timeout=prof["ws_secs"] + 60)
+        lg.cmd("tcp_close", timeout=60)
+        per_conn = round((ws_rss1 - ws_rss0) * 1024 / max(1, op["ready_total"]))
+        sc.append(scenario_row(f"ws_{prof['ws_active']}conns", combine([wp]), combine([er]),
+                               active=wp["active"], idle=wp["idle"], echo_idle=er["idle"],
+                               connections=op["ready_total"], echo_connections=eo["ready_total"],
+                               rss_per_ws_conn_bytes=per_conn, mix=WS_MIX))
+        self.result["rss_per_ws_conn_bytes"] = per_conn
+        log(f"WebSocket: punchd {wp['rps']}/s over {wp['active']} (+{wp['idle']} idle), "
+            f"TCP echo {er['rps']}/s; {per_conn} B RSS per WebSocket connection")
+
+        # Replies per server CPU-second with 1 and 2 workers (fresh punchd each).
+        problem = punchd.stop()
+        if problem:
+            raise BenchError(problem)
+        self.result["workers"] = self.workers(keys, lg)
+        self.result["elapsed_s"] = round(time.monotonic() - started, 1)
+
+    def workers(self, keys, lg):
+        prof = self.prof
+        out = []
+        if "workers" not in keys:
+            return [{"workers": w, "replies_per_cpu_s": "n/a (workers not supported)"} for w in (1, 2)]
+        n = prof["workers_peers"]
+        for w in (1, 2):
+            try:
+                # Two workers need both cores: leave that punchd unpinned.
+                srv = self.start_punchd(punchd_config(keys, n, workers=w),
+                                        cpu=self.cpu_server if w == 1 else None, name=f"punchd_w{w}")
+            except BenchError as e:
+                if "workers" in str(e):
+                    out.append({"workers": w, "replies_per_cpu_s": "n/a (workers not supported)"})
+                    continue
+                raise
+            try:
+                lg.cmd(f"udp_setup sockets={UDP_SOCKETS} peers={n}", timeout=60)
+                pre = lg.cmd(f"udp_preload target={srv.udp} upto={n} window=256 max_secs=300",
+                             timeout=400)
+                r = lg.cmd(f"udp_run target={srv.udp} pid={srv.pid} mix={MIX} secs={prof['workers_secs']} "
+                           f"warmup={prof['warmup']} window={UDP_WINDOW} label=workers{w}",
+                           timeout=prof["workers_secs"] + 60)
+                c = combine([r])
+                out.append({"workers": w, "peers": n, "rps": c["rps"], "cpu_s": c["cpu_s"],
+                            "replies_per_cpu_s": c["replies_per_cpu_s"], "errors": c["errors"],
+                            "p99_us": c["p99_us"], "preload_rps": pre["rps"],
+                            "generator_cpu_s": c["lg_cpu_s"]})
+                log(f"workers {w}: {c['rps']}/s, {c['replies_per_cpu_s']} replies per CPU-second")
+            finally:
+                problem = srv.stop()
+            if problem:
+                raise BenchError(problem)
+        return out
+
+
+def fmt(v, spec="", na="-"):
+    if v is None:
+        return na
+    if isinstance(v, str):
+        return v
+    return format(v, spec)
+
+
+def print_table(res):
+    print()
+    print(f"punchd benchmark: {res['peers']} live peers, {fmt(res['bytes_per_peer'])} bytes RSS per peer")
+    print(f"{'scenario':<16} {'punchd/s':>9} {'echo/s':>9} {'ratio':>6} {'p50us':>8} {'p99us':>8} "
+          f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9}")
+    for s in res["scenarios"]:
+        print(f"{s['name']:<16} {s['punchd_rps']:>9} {s['echo_rps']:>9} {fmt(s['ratio'], '.3f'):>6} "
+              f"{s['p50_us']:>8} {s['p99_us']:>8} {s['echo_p99_us']:>8} {fmt(s['cpu_s_per_m'], '.2f'):>8} "
+              f"{fmt(s['echo_cpu_s_per_m'], '.2f'):>8} {fmt(s['cpu_ratio'], '.3f'):>9}")
+    if "rss_per_ws_conn_bytes" in res:
+        print(f"RSS per WebSocket connection: {res['rss_per_ws_conn_bytes']} bytes")
+    print("throughput vs live peers:")
+    for c in res.get("curve", []):
+        print(f"  {c['peers']:>9} peers: punchd {c['punchd_rps']}/s, echo {c['echo_rps']}/s, "
+              f"ratio {fmt(c['ratio'], '.3f')}, {c['bytes_per_peer']} B/peer")
+    print("replies per server CPU-second:")
+    for w in res.get("workers", []):
+        print(f"  workers {w['workers']}: {w['replies_per_cpu_s']}"
+              + (f" ({w['rps']}/s)" if "rps" in w else ""))
+    print()
+
+
+def machine_info():
+    info = {"cpus": os.cpu_count()}
+    try:
+        info["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        info["kernel"] = os.uname().release
+    except OSError:
+        pass
+    return info
+
+
+# ---- report (PNG) ----
+
+GNUPLOT = """set terminal pngcairo size 900,540 noenhanced
+set output '{out}/latency_hist.png'
+set title 'UDP request latency at 80% of punchd maximum ({rate}/s offered, {peers} peers)'
+set xlabel 'latency (us)'
+set ylabel 'share of requests (%)'
+set logscale x
+set grid
+set style fill transparent solid 0.4
+plot '{out}/latency.dat' using 1:2 with steps lw 2 title 'punchd', \\
+     '{out}/latency.dat' using 1:3 with steps lw 2 title 'batched UDP echo'
+set output '{out}/throughput_peers.png'
+unset logscale x
+set logscale x
+set title 'UDP request mix: throughput vs live peers'
+set xlabel 'live peers'
+set ylabel 'replies per second'
+set yrange [0:*]
+set key bottom left
+plot '{out}/curve.dat' using 1:2 with linespoints lw 2 pt 7 title 'punchd', \\
+     '{out}/curve.dat' using 1:3 with linespoints lw 2 pt 5 title 'batched UDP echo'
+"""
+
+
+def report(out):
+    path = os.path.join(out, "latest.json")
+    with open(path) as f:
+        res = json.load(f)
+    sc = {s["name"]: s for s in res["scenarios"]}
+    lat = sc.get("udp_mix_80pct") or res["scenarios"][0]
+    ph, eh = dict(map(tuple, lat["hist"])), dict(map(tuple, lat.get("echo_hist", [])))
+    pt, et = sum(ph.values()) or 1, sum(eh.values()) or 1
+    with open(os.path.join(out, "latency.dat"), "w") as f:
+        f.write("# lo_us punchd_pct echo_pct (bins of the load generator's histogram)\n")
+        for lo in sorted(set(ph) | set(eh)):
+            f.write(f"{max(lo, 1)} {100.0 * ph.get(lo, 0) / pt:.4f} {100.0 * eh.get(lo, 0) / et:.4f}\n")
+    with open(os.path.join(out, "curve.dat"), "w") as f:
+        f.write("# peers punchd_rps echo_rps\n")
+        for c in res.get("curve", []):
+            f.write(f"{c['peers']} {c['punchd_rps']} {c['echo_rps']}\n")
+    script = os.path.join(out, "report.gp")
+    with open(script, "w") as f:
+        f.write(GNUPLOT.format(out=out, rate=lat.get("offered_rps", "?"), peers=res["peers"]))
+    gp = shutil.which("gnuplot")
+    if not gp:
+        raise BenchError("gnuplot not found (make bench-report installs gnuplot-nox)")
+    subprocess.run([gp, script], check=True, timeout=120)
+    for name in ("latency_hist.png", "throughput_peers.png"):
+        print(os.path.join(out, name))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="build tree with punchd and bench/ (default build)")
+    ap.add_argument("--out", default=None, help="where latest.json goes (default BUILD/bench)")
+    ap.add_argument("--json", default=None, help="write the result here instead of OUT/latest.json")
+    ap.add_argument("--quick", action="store_true", help="fewer peers, shorter runs (~1 min)")
+    ap.add_argument("--smoke", action="store_true", help="tiny numbers: checks that it works (~10 s)")
+    ap.add_argument("--peers", type=int, default=0, help="override the profile's peer count")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--report", action="store_true", help="draw PNGs from OUT/latest.json")
+    args = ap.parse_args()
+    args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    out = args.out or os.path.join(args.build, "bench")
+    if args.report:
+        try:
+            report(out)
+        except (BenchError, OSError, subprocess.CalledProcessError, KeyError, ValueError) as e:
+            print(f"bench-report: {e}", file=sys.stderr)
+            return 1
+        return 0
+
+    # SIGTERM / SIGHUP end the run through the same clean-up as Ctrl-C.
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    b = Bench(args)
+    failed = None
+    try:
+        b.run()
+    except (BenchError, KeyboardInterrupt, OSError, ValueError) as e:
+        failed = str(e) if isinstance(e, BenchError) else repr(e)
+    finally:
+        problems = b.stop_all()
+        b.tmp.cleanup()
+    if failed or problems:
+        print("bench: failed: " + "\n".join(([failed] if failed else []) + problems), file=sys.stderr)
+        return 1
+    res = b.result
+    res["profile"] = args.profile
+    res["machine"] = machine_info()
+    res["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = args.json or os.path.join(out, "latest.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(res, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print_table(res)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,620 @@
+/* lg_udp: the load generator's UDP side — many simulated peers on a few
+ * sockets, preload (announce every peer once) and measured runs of a request
+ * mix, closed-loop (bounded in-flight window) or rate-limited (open loop).
+ *
+ * A million peers without a million sockets: peer p sends from socket
+ * p % nsock (bound to 0.0.0.0:port_s) and from source address 127.b1.b2.b3
+ * chosen per datagram with IP_PKTINFO; all of 127.0.0.0/8 is local, so the
+ * replies to 127.b1.b2.b3:port_s come back to that socket, and IP_PKTINFO on
+ * receive says which peer they are for. Each peer has at most one request in
+ * flight, so a reply matches its request without any id in the payload. */
+#include "lg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LG_UDP_MAX_SOCKS 64
+#define LG_UDP_BATCH 64          /* datagrams per sendmmsg / recvmmsg */
+#define LG_UDP_MAX_PEERS 4000000 /* 127.1.1.1 .. fits b1 <= 254 with any nsock */
+#define LG_UDP_RXCAP 2048        /* bytes kept of one reply (they are small) */
+#define LG_UDP_REQCAP 64         /* bytes of one request */
+#define LG_UDP_SOCKBUF (4 << 20)
+#define LG_UDP_NIL UINT32_MAX
+
+enum lg_kind { LG_ANNOUNCE = 0, LG_PULSE = 1, LG_PUSH = 2, LG_NKINDS = 3 };
+
+/* One socket's pending batch of datagrams to send. */
+struct lg_udp_txbatch {
+    unsigned n;
+    struct mmsghdr msg[LG_UDP_BATCH];
+    struct iovec iov[LG_UDP_BATCH];
+    union {
+        char b[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } ctrl[LG_UDP_BATCH];
+    char req[LG_UDP_BATCH][LG_UDP_REQCAP];
+    uint32_t peer[LG_UDP_BATCH];
+};
+
+/* The simulated peers and their sockets; one instance per process. */
+struct lg_udp {
+    int nsock;
+    int fd[LG_UDP_MAX_SOCKS];
+    uint32_t npeers;        /* address space: peers 0..npeers-1 */
+    uint32_t loaded;        /* peers [0, loaded) were announced (preload) */
+    char (*sid)[8];         /* shareId per peer; sid[p][0] == 0: none */
+    uint64_t *sent_ns;      /* send time of the request in flight */
+    uint32_t *slot;         /* index in inflight[], LG_UDP_NIL = none in flight */
+    uint8_t *kind;          /* enum lg_kind in flight */
+    uint32_t *inflight;     /* peers with a request in flight */
+    uint32_t ninflight;
+    uint32_t inflight_cap;
+    struct sockaddr_in target;
+    uint64_t rng;
+    struct lg_udp_txbatch *tx;  /* [nsock] */
+    struct lg_hist hist;
+    /* counters of the current phase */
+    uint64_t sent, replies, errors, incomes, late, lost, other;
+    uint64_t sent_kind[LG_NKINDS], replies_kind[LG_NKINDS];
+};
+
+static struct lg_udp *lg_u;
+
+/* ---- peers and addresses ---- */
+
+static in_addr_t lg_udp_peer_ip(uint32_t p)
+{
+    uint32_t j = p / (uint32_t)lg_u->nsock;
+    uint32_t b1 = 1 + j / (254u * 254u), b2 = 1 + (j / 254u) % 254u, b3 = 1 + j % 254u;
+    return htonl((127u << 24) | (b1 << 16) | (b2 << 8) | b3);
+}
+
+/* The peer a reply to ip on socket s is for, LG_UDP_NIL if none. */
+static uint32_t lg_udp_peer_of(int s, in_addr_t ip)
+{
+    uint32_t h = ntohl(ip);
+    uint32_t b1 = (h >> 16) & 255u, b2 = (h >> 8) & 255u, b3 = h & 255u;
+    if ((h >> 24) != 127 || b1 < 1 || b2 < 1 || b2 > 254 || b3 < 1 || b3 > 254)
+        return LG_UDP_NIL;
+    uint64_t j = (uint64_t)(b1 - 1) * 254u * 254u + (uint64_t)(b2 - 1) * 254u + (b3 - 1);
+    uint64_t p = j * (uint64_t)lg_u->nsock + (uint64_t)s;
+    return p < lg_u->npeers ? (uint32_t)p : LG_UDP_NIL;
+}
+
+static void lg_udp_inflight_add(uint32_t p, enum lg_kind k, uint64_t now)
+{
+    lg_u->slot[p] = lg_u->ninflight;
+    lg_u->inflight[lg_u->ninflight++] = p;
+    lg_u->sent_ns[p] = now;
+    lg_u->kind[p] = (uint8_t)k;
+}
+
+static void lg_udp_inflight_del(uint32_t p)
+{
+    uint32_t i = lg_u->slot[p];
+    uint32_t last = lg_u->inflight[--lg_u->ninflight];
+    lg_u->inflight[i] = last;
+    lg_u->slot[last] = i;
+    lg_u->slot[p] = LG_UDP_NIL;
+}
+
+static void lg_udp_counters_reset(void)
+{
+    struct lg_udp *u = lg_u;
+    u->sent = u->replies = u->errors = u->incomes = u->late = u->lost = u->other = 0;
+    memset(u->sent_kind, 0, sizeof u->sent_kind);
+    memset(u->replies_kind, 0, sizeof u->replies_kind);
+    lg_hist_reset(&u->hist);
+}
+
+/* ---- sending ---- */
+
+static void lg_udp_flush(int s)
+{
+    struct lg_udp_txbatch *b = &lg_u->tx[s];
+    unsigned off = 0;
+    while (off < b->n) {
+        int n = sendmmsg(lg_u->fd[s], b->msg + off, b->n - off, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* full socket buffer: wait until it drains rather than drop */
+                struct pollfd pfd = { .fd = lg_u->fd[s], .events = POLLOUT };
+                poll(&pfd, 1, 10);
+                continue;
+            }
+            /* e.g. ECONNREFUSED from an earlier ICMP: skip that datagram */
+            off++;
+            continue;
+        }
+        off += (unsigned)n;
+    }
+    b->n = 0;
+}
+
+static void lg_udp_flush_all(void)
+{
+    for (int s = 0; s < lg_u->nsock; s++)
+        if (lg_u->tx[s].n)
+            lg_udp_flush(s);
+}
+
+/* Queues request kind k from peer p (not in flight) and marks it in flight. */
+static void lg_udp_queue(uint32_t p, enum lg_kind k, uint32_t push_target, uint64_t now)
+{
+    int s = (int)(p % (uint32_t)lg_u->nsock);
+    struct lg_udp_txbatch *b = &lg_u->tx[s];
+    if (b->n == LG_UDP_BATCH)
+        lg_udp_flush(s);
+    unsigned i = b->n++;
+    int len;
+    if (k == LG_ANNOUNCE) {
+        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"announce\"}");
+    } else if (k == LG_PULSE) {
+        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"pulse\"}");
+    } else {
+        const char *t = lg_u->sid[push_target];
+        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"push\",\"shareId\":\"%.8s\"}",
+                       t[0] ? t : "00000000");
+    }
+    b->iov[i].iov_base = b->req[i];
+    b->iov[i].iov_len = (size_t)len;
+    memset(&b->ctrl[i], 0, sizeof b->ctrl[i]);
+    struct msghdr *m = &b->msg[i].msg_hdr;
+    memset(m, 0, sizeof *m);
+    m->msg_name = &lg_u->target;
+    m->msg_namelen = sizeof lg_u->target;
+    m->msg_iov = &b->iov[i];
+    m->msg_iovlen = 1;
+    m->msg_control = b->ctrl[i].b;
+    m->msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+    struct cmsghdr *c = CMSG_FIRSTHDR(m);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    struct in_pktinfo pi;
+    memset(&pi, 0, sizeof pi);
+    pi.ipi_spec_dst.s_addr = lg_udp_peer_ip(p); /* the source address of this datagram */
+    memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    b->peer[i] = p;
+    lg_udp_inflight_add(p, k, now);
+    lg_u->sent++;
+    lg_u->sent_kind[k]++;
+}
+
+/* ---- receiving ---- */
+
+/* The action name of a reply ("{\"action\":\"NAME\"..."), or len 0. */
+static size_t lg_udp_action(const char *buf, size_t n, const char **name)
+{
+    static const char pre[] = "{\"action\":\"";
+    if (n < sizeof pre || memcmp(buf, pre, sizeof pre - 1) != 0)
+        return 0;
+    const char *s = buf + sizeof pre - 1;
+    const char *e = memchr(s, '"', n - (sizeof pre - 1));
+    if (!e)
+        return 0;
+    *name = s;
+    return (size_t)(e - s);
+}
+
+/* Copies the shareId of an announce reply into sid; 0, or -1 if none. */
+static int lg_udp_share_id(const char *buf, size_t n, char sid[8])
+{
+    static const char key[] = "\"shareId\":\"";
+    const char *end = buf + n;
+    for (const char *p = buf; p + sizeof key - 1 + 8 < end; p++) {
+        if (memcmp(p, key, sizeof key - 1) == 0) {
+            memcpy(sid, p + sizeof key - 1, 8);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Receive buffers, shared by all sockets (one batch at a time). */
+static struct {
+    struct mmsghdr msg[LG_UDP_BATCH];
+    struct iovec iov[LG_UDP_BATCH];
+    struct sockaddr_in from[LG_UDP_BATCH];
+    union {
+        char b[CMSG_SPACE(sizeof(struct in_pktinfo)) + 64];
+        struct cmsghdr align;
+    } ctrl[LG_UDP_BATCH];
+    char buf[LG_UDP_BATCH][LG_UDP_RXCAP];
+} lg_rx;
+
+/* Drains socket s (one batch). record: count latencies into the histogram;
+ * preload: take shareIds from the replies. Returns datagrams read. */
+static int lg_udp_recv(int s, int record, int preload)
+{
+    for (int i = 0; i < LG_UDP_BATCH; i++) {
+        lg_rx.iov[i].iov_base = lg_rx.buf[i];
+        lg_rx.iov[i].iov_len = LG_UDP_RXCAP;
+        struct msghdr *m = &lg_rx.msg[i].msg_hdr;
+        m->msg_name = &lg_rx.from[i];
+        m->msg_namelen = sizeof lg_rx.from[i];
+        m->msg_iov = &lg_rx.iov[i];
+        m->msg_iovlen = 1;
+        m->msg_control = lg_rx.ctrl[i].b;
+        m->msg_controllen = sizeof lg_rx.ctrl[i].b;
+        m->msg_flags = 0;
+    }
+    int n = recvmmsg(lg_u->fd[s], lg_rx.msg, LG_UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0)
+        return 0;
+    uint64_t now = lg_now_ns();
+    for (int i = 0; i < n; i++) {
+        struct msghdr *m = &lg_rx.msg[i].msg_hdr;
+        size_t len = lg_rx.msg[i].msg_len;
+        in_addr_t dst = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof pi);
+                dst = pi.ipi_addr.s_addr;
+            }
+        }
+        const char *name = NULL;
+        size_t nl = lg_udp_action(lg_rx.buf[i], len, &name);
+        if (nl == 6 && memcmp(name, "income", 6) == 0) {
+            lg_u->incomes++;  /* the push target's notification, not a reply */
+            continue;
+        }
+        uint32_t p = lg_udp_peer_of(s, dst);
+        if (p == LG_UDP_NIL) {
+            lg_u->other++;
+            continue;
+        }
+        if (lg_u->slot[p] == LG_UDP_NIL) {
+            lg_u->late++;  /* its request already timed out */
+            continue;
+        }
+        int is_error = nl == 5 && memcmp(name, "error", 5) == 0;
+        if (is_error)
+            lg_u->errors++;
+        if (preload && !is_error && lg_udp_share_id(lg_rx.buf[i], len, lg_u->sid[p]) != 0)
+            lg_u->errors++;
+        if (record)
+            lg_hist_add(&lg_u->hist, now - lg_u->sent_ns[p]);
+        lg_u->replies++;
+        lg_u->replies_kind[lg_u->kind[p]]++;
+        lg_udp_inflight_del(p);
+    }
+    return n;
+}
+
+static int lg_udp_recv_all(int record, int preload)
+{
+    int total = 0;
+    for (int s = 0; s < lg_u->nsock; s++) {
+        int n;
+        while ((n = lg_udp_recv(s, record, preload)) == LG_UDP_BATCH)
+            total += n;
+        total += n;
+    }
+    return total;
+}
+
+/* Waits up to ms for any socket to become readable. */
+static void lg_udp_wait(int ms)
+{
+    struct pollfd pfd[LG_UDP_MAX_SOCKS];
+    for (int s = 0; s < lg_u->nsock; s++) {
+        pfd[s].fd = lg_u->fd[s];
+        pfd[s].events = POLLIN;
+    }
+    poll(pfd, (nfds_t)lg_u->nsock, ms);
+}
+
+/* Requests older than timeout_ns are given up: collected into expired (if
+ * not NULL, up to cap) and counted as lost. Returns how many. */
+static uint32_t lg_udp_expire(uint64_t now, uint64_t timeout_ns, uint32_t *expired, uint32_t cap)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < lg_u->ninflight;) {
+        uint32_t p = lg_u->inflight[i];
+        if (now - lg_u->sent_ns[p] > timeout_ns) {
+            lg_udp_inflight_del(p);  /* moves the last entry to i: do not advance */
+            if (expired && n < cap)
+                expired[n] = p;
+            n++;
+            lg_u->lost++;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+/* ---- commands ---- */
+
+int lg_udp_setup(const struct lg_args *a)
+{
+    long nsock = lg_arg_long(a, "sockets", 16);
+    long npeers = lg_arg_long(a, "peers", 1000000);
+    if (nsock < 1 || nsock > LG_UDP_MAX_SOCKS || npeers < 2 || npeers > LG_UDP_MAX_PEERS) {
+        lg_reply_error("udp_setup", "sockets must be 1..64 and peers 2..4000000");
+        return -1;
+    }
+    lg_udp_free();
+    struct lg_udp *u = calloc(1, sizeof *u);
+    if (!u) {
+        lg_reply_error("udp_setup", "out of memory");
+        return -1;
+    }
+    lg_u = u;
+    u->nsock = (int)nsock;
+    u->npeers = (uint32_t)npeers;
+    u->rng = (uint64_t)lg_arg_long(a, "seed", 42) * 2654435761u + 1;
+    u->sid = calloc(u->npeers, sizeof *u->sid);
+    u->sent_ns = calloc(u->npeers, sizeof *u->sent_ns);
+    u->slot = malloc(u->npeers * sizeof *u->slot);
+    u->kind = calloc(u->npeers, 1);
+    u->inflight_cap = 65536;
+    u->inflight = malloc(u->inflight_cap * sizeof *u->inflight);
+    u->tx = calloc((size_t)nsock, sizeof *u->tx);
+    if (!u->sid || !u->sent_ns || !u->slot || !u->kind || !u->inflight || !u->tx) {
+        lg_udp_free();
+        lg_reply_error("udp_setup", "out of memory");
+        return -1;
+    }
+    memset(u->slot, 0xff, u->npeers * sizeof *u->slot);
+    for (int s = 0; s < u->nsock; s++)
+        u->fd[s] = -1;
+    for (int s = 0; s < u->nsock; s++) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int on = 1, buf = LG_UDP_SOCKBUF;
+        struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+        if (fd < 0 || setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
+            bind(fd, (struct sockaddr *)&any, sizeof any) != 0) {
+            if (fd >= 0)
+                close(fd);
+            lg_udp_free();
+            lg_reply_error("udp_setup", "cannot create or bind a UDP socket");
+            return -1;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+        u->fd[s] = fd;
+    }
+    printf("{\"cmd\":\"udp_setup\",\"sockets\":%d,\"peers\":%u}\n", u->nsock, u->npeers);
+    fflush(stdout);
+    return 0;
+}
+
+void lg_udp_free(void)
+{
+    struct lg_udp *u = lg_u;
+    if (!u)
+        return;
+    for (int s = 0; s < u->nsock; s++)
+        if (u->fd[s] >= 0)
+            close(u->fd[s]);
+    free(u->sid);
+    free(u->sent_ns);
+    free(u->slot);
+    free(u->kind);
+    free(u->inflight);
+    free(u->tx);
+    free(u);
+    lg_u = NULL;
+}
+
+/* Flushes pending replies left from an earlier phase and forgets what is in flight. */
+static void lg_udp_settle(void)
+{
+    lg_udp_recv_all(0, 0);
+    while (lg_u->ninflight)
+        lg_udp_inflight_del(lg_u->inflight[lg_u->ninflight - 1]);
+}
+
+int lg_udp_preload(const struct lg_args *a)
+{
+    struct lg_udp *u = lg_u;
+    if (!u || lg_parse_target(lg_arg_str(a, "target", ""), &u->target) != 0) {
+        lg_reply_error("udp_preload", "needs udp_setup and target=127.x.y.z:port");
+        return -1;
+    }
+    long upto = lg_arg_long(a, "upto", (long)u->npeers);
+    long window = lg_arg_long(a, "window", 256);
+    double max_secs = lg_arg_double(a, "max_secs", 120);
+    if (upto < (long)u->loaded || upto > (long)u->npeers || window < 1 ||
+        window > (long)u->inflight_cap) {
+        lg_reply_error("udp_preload", "upto must be loaded..peers, window 1..65536");
+        return -1;
+    }
+    lg_udp_settle();
+    lg_udp_counters_reset();
+    uint64_t t0 = lg_now_ns(), deadline = t0 + (uint64_t)(max_secs * 1e9);
+    uint64_t last_scan = t0, timeout = 1000000000u; /* 1 s, then resend */
+    uint32_t next = u->loaded, retries = 0, nresend = 0;
+    uint32_t *resend = malloc(u->inflight_cap * sizeof *resend);
+    if (!resend) {
+        lg_reply_error("udp_preload", "out of memory");
+        return -1;
+    }
+    for (;;) {
+        uint64_t now = lg_now_ns();
+        if (now > deadline)
+            break;
+        lg_udp_recv_all(0, 1);
+        while (u->ninflight < (uint32_t)window && nresend > 0) {
+            lg_udp_queue(resend[--nresend], LG_ANNOUNCE, 0, now);
+            retries++;
+        }
+        while (u->ninflight < (uint32_t)window && next < (uint32_t)upto)
+            lg_udp_queue(next++, LG_ANNOUNCE, 0, now);
+        lg_udp_flush_all();
+        if (next >= (uint32_t)upto && u->ninflight == 0 && nresend == 0)
+            break;
+        if (now - last_scan > 50000000u) {
+            last_scan = now;
+            /* window <= inflight_cap, so every expired request fits resend[] */
+            if (nresend == 0)
+                nresend = lg_udp_expire(now, timeout, resend, u->inflight_cap);
+        }
+        if (u->ninflight >= (uint32_t)window || next >= (uint32_t)upto)
+            lg_udp_wait(1);
+    }
+    free(resend);
+    double secs = (double)(lg_now_ns() - t0) / 1e9;
+    uint32_t have = 0;
+    for (uint32_t p = u->loaded; p < next; p++)
+        have += u->sid[p][0] != 0;
+    int complete = next >= (uint32_t)upto && u->ninflight == 0 && nresend == 0;
+    if (complete)
+        u->loaded = (uint32_t)upto;
+    printf("{\"cmd\":\"udp_preload\",\"complete\":%s,\"loaded\":%u,\"announced\":%u,"
+           "\"errors\":%llu,\"retries\":%u,\"secs\":%.3f,\"rps\":%.0f}\n",
+           complete ? "true" : "false", u->loaded, have, (unsigned long long)u->errors, retries,
+           secs, secs > 0 ? (double)have / secs : 0.0);
+    fflush(stdout);
+    return 0;
+}
+
+/* Picks a random peer without a request in flight; LG_UDP_NIL after a few misses. */
+static uint32_t lg_udp_pick(uint32_t range)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        uint32_t p = (uint32_t)(lg_rand(&lg_u->rng) % range);
+        if (lg_u->slot[p] == LG_UDP_NIL)
+            return p;
+    }
+    return LG_UDP_NIL;
+}
+
+/* Queues one request of the mix; 0, or -1 if no idle peer was found. */
+static int lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], uint64_t now)
+{
+    uint32_t p = lg_udp_pick(range);
+    if (p == LG_UDP_NIL)
+        return -1;
+    unsigned total = mix[0] + mix[1] + mix[2];
+    unsigned r = (unsigned)(lg_rand(&lg_u->rng) % total);
+    enum lg_kind k = r < mix[0] ? LG_ANNOUNCE : r < mix[0] + mix[1] ? LG_PULSE : LG_PUSH;
+    uint32_t target = 0;
+    if (k == LG_PUSH) {
+        target = (uint32_t)(lg_rand(&lg_u->rng) % range);
+        if (target == p)
+            target = (target + 1) % range;
+    }
+    lg_udp_queue(p, k, target, now);
+    return 0;
+}
+
+int lg_udp_run(const struct lg_args *a)
+{
+    struct lg_udp *u = lg_u;
+    if (!u || lg_parse_target(lg_arg_str(a, "target", ""), &u->target) != 0) {
+        lg_reply_error("udp_run", "needs udp_setup and target=127.x.y.z:port");
+        return -1;
+    }
+    unsigned mix[LG_NKINDS] = { 10, 80, 10 };
+    const char *ms = lg_arg_str(a, "mix", NULL);
+    if (ms && sscanf(ms, "%u,%u,%u", &mix[0], &mix[1], &mix[2]) != 3) {
+        lg_reply_error("udp_run", "mix=announce,pulse,push weights");
+        return -1;
+    }
+    if (mix[0] + mix[1] + mix[2] == 0 || mix[0] + mix[1] + mix[2] > 1000000) {
+        lg_reply_error("udp_run", "mix weights must sum to 1..1000000");
+        return -1;
+    }
+    double secs = lg_arg_double(a, "secs", 5), warmup = lg_arg_double(a, "warmup", 0.5);
+    double rate = lg_arg_double(a, "rate", 0);
+    long window = lg_arg_long(a, "window", 256);
+    pid_t pid = (pid_t)lg_arg_long(a, "pid", 0);
+    const char *label = lg_arg_str(a, "label", "");
+    if (secs <= 0 || secs > 600 || warmup < 0 || warmup > 60 || rate < 0 || window < 1 ||
+        window > (long)u->inflight_cap) {
+        lg_reply_error("udp_run", "secs 0..600, warmup 0..60, rate >= 0, window 1..65536");
+        return -1;
+    }
+    uint32_t range = u->loaded >= 2 ? u->loaded : u->npeers;
+    lg_udp_settle();
+    lg_udp_counters_reset();
+
+    uint64_t t0 = lg_now_ns();
+    uint64_t t_meas = t0 + (uint64_t)(warmup * 1e9), t_end = t_meas + (uint64_t)(secs * 1e9);
+    uint64_t last_scan = t0, timeout = 1000000000u;
+    int measuring = warmup == 0;
+    double cpu0 = pid > 0 ? lg_proc_cpu_s(pid) : -1, self0 = lg_self_cpu_s();
+    uint64_t issued = 0, skipped = 0;
+    for (;;) {
+        uint64_t now = lg_now_ns();
+        if (!measuring && now >= t_meas) {
+            measuring = 1;
+            lg_udp_counters_reset();
+            cpu0 = pid > 0 ? lg_proc_cpu_s(pid) : -1;
+            self0 = lg_self_cpu_s();
+            issued = skipped = 0;
+            t0 = now;  /* the rate schedule restarts with the measured window */
+        }
+        if (now >= t_end)
+            break;
+        int got = lg_udp_recv_all(measuring, 0);
+        if (rate > 0) {
+            /* open loop: send what the schedule says is due, whatever the replies */
+            uint64_t due = (uint64_t)((double)(now - t0) * rate / 1e9);
+            while (issued < due) {
+                if (u->ninflight >= (uint32_t)window || lg_udp_issue(range, mix, now) != 0) {
+                    skipped += due - issued;  /* the server fell behind: not sent */
+                    issued = due;
+                    break;
+                }
+                issued++;
+            }
+            lg_udp_flush_all();
+        } else {
+            while (u->ninflight < (uint32_t)window)
+                if (lg_udp_issue(range, mix, now) != 0)
+                    break;
+            lg_udp_flush_all();
+            if (!got && u->ninflight >= (uint32_t)window)
+                lg_udp_wait(1);
+        }
+        if (now - last_scan > 20000000u) {
+            last_scan = now;
+            lg_udp_expire(now, timeout, NULL, 0);
+        }
+    }
+    uint64_t t_stop = lg_now_ns();
+    double cpu1 = pid > 0 ? lg_proc_cpu_s(pid) : -1, self1 = lg_self_cpu_s();
+    long rss = pid > 0 ? lg_proc_rss_kib(pid) : -1;
+    double meas = (double)(t_stop - t0) / 1e9;
+    /* The measured window ends here; drain what is still in flight, uncounted. */
+    uint64_t replies = u->replies, sent = u->sent, errors = u->errors, incomes = u->incomes;
+    uint64_t lost = u->lost, late = u->late;
+    uint64_t drain_end = lg_now_ns() + 300000000u;
+    while (u->ninflight && lg_now_ns() < drain_end) {
+        if (!lg_udp_recv_all(0, 0))
+            lg_udp_wait(1);
+    }
+    uint64_t unanswered = u->ninflight;
+    lg_udp_settle();
+
+    double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    printf("{\"cmd\":\"udp_run\",\"label\":\"%s\",\"target\":\"%s\",\"peers\":%u,"
+           "\"mix\":[%u,%u,%u],\"window\":%ld,\"rate\":%.0f,\"secs\":%.3f,"
+           "\"sent\":%llu,\"replies\":%llu,\"rps\":%.0f,\"errors\":%llu,\"incomes\":%llu,"
+           "\"lost\":%llu,\"late\":%llu,\"unanswered_at_end\":%llu,\"skipped\":%llu,"
+           "\"sent_announce\":%llu,\"sent_pulse\":%llu,\"sent_push\":%llu,"
+           "\"cpu_s\":%.3f,\"lg_cpu_s\":%.3f,\"rss_kib\":%ld,",
+           label, lg_arg_str(a, "target", ""), range, mix[0], mix[1], mix[2], window, rate, meas,
+           (unsigned long long)sent, (unsigned long long)replies,
+           meas > 0 ? (double)replies / meas : 0.0, (unsigned long long)errors,
+           (unsigned long long)incomes, (unsigned long long)lost, (unsigned long long)late,
+           (unsigned long long)unanswered, (unsigned long long)skipped,
+           (unsigned long long)u->sent_kind[LG_ANNOUNCE], (unsigned long long)u->sent_kind[LG_PULSE],
+           (unsigned long long)u->sent_kind[LG_PUSH], cpu, self1 - self0, rss);
+    lg_hist_json(&u->hist, stdout);
+    printf("}\n");
+    fflush(stdout);
+    return 0;
+}
