@@ -32,12 +32,28 @@ socklen_t addr_to_sockaddr(const struct addr *a, struct sockaddr_storage *ss, in
  * port. Returns 0, or -1 if s is not an IPv4/IPv6 literal. */
 int addr_parse_ip(struct addr *a, const char *s, uint16_t port);
 
+/* Parses an endpoint "a.b.c.d:port" or "[v6]:port" (port 1-65535, no
+ * hostnames) from s[0..len). Returns 0, or -1 if it is not one. */
+int addr_parse_endpoint(struct addr *a, const char *s, size_t len);
+
 /* Formats "a.b.c.d:port" or "[v6]:port" into buf (cap >= ADDR_STRLEN is
  * always enough). Returns the length written, excluding the NUL. */
 size_t addr_format(const struct addr *a, char *buf, size_t cap);
 
 /* Formats the IP only ("a.b.c.d" or "v6", no brackets). */
 size_t addr_format_ip(const struct addr *a, char *buf, size_t cap);
+
+/* A network: address and prefix length (port ignored). */
+struct addr_cidr {
+    struct addr net;  /* host bits cleared */
+    uint8_t bits;     /* 0-32 for IPv4, 0-128 for IPv6 */
+};
+
+/* Parses "ip/bits" or a bare "ip" (a single host) from s. Returns 0, or -1. */
+int addr_parse_cidr(struct addr_cidr *c, const char *s);
+
+/* 1 if a's IP lies inside c (same family), else 0. */
+int addr_in_cidr(const struct addr *a, const struct addr_cidr *c);
 
 /* 1 if a and b are the same endpoint (family, ip, port), else 0. */
 int addr_equal(const struct addr *a, const struct addr *b);

@@ -8,8 +8,17 @@
 
 #include <stddef.h>
 
+#include "addr.h"
 #include "ids.h"
 #include "log.h"
+
+#define CONFIG_CIDRS_MAX 64   /* entries of a CIDR list key */
+#define CONFIG_SECRET_MAX 128 /* bytes of access_key / metrics_key */
+
+struct config_cidrs {
+    unsigned n;
+    struct addr_cidr c[CONFIG_CIDRS_MAX];
+};
 
 enum config_compat { CONFIG_COMPAT_README = 0, CONFIG_COMPAT_SOBANI_APP = 1 };
 
@@ -29,6 +38,20 @@ struct config {
     long ws_max_queued;     /* bytes queued to a slow reader before close 1008 */
     long relay_max_bytes;   /* bytes of one relay payload as serialised */
     long relay_bytes_per_sec; /* relayed payload bytes per identity per second; 0 = no limit */
+    char probe_bind[64];    /* "" = no probe address unless probe_port is set */
+    long probe_port;        /* second UDP port for NAT detection; 0 = see probe_bind */
+    long rate_requests_per_sec;  /* per source IP (UDP) / per connection (WS); 0 = off */
+    long rate_requests_burst;
+    long rate_income_per_sec;    /* income to one peer; over it the push is refused */
+    long rate_income_burst;
+    long rate_response_bytes_per_sec; /* UDP bytes sent to one IP; burst twice that */
+    long max_connections_per_ip; /* TCP connections per source IP; 0 = off */
+    struct config_cidrs rate_exempt; /* sources no rate limit applies to */
+    double retry_threshold; /* fraction of max_peers above which new UDP peers need a cookie */
+    char access_key[CONFIG_SECRET_MAX + 1];  /* "" = open */
+    char metrics_key[CONFIG_SECRET_MAX + 1]; /* "" = /metrics open */
+    struct config_cidrs trusted_proxies;     /* PROXY / X-Forwarded-For trusted from these */
+    long workers;           /* event loops (threads) sharing the UDP port */
     /* Derived by config_finish(): */
     struct ids_key token_key;
     int token_key_set;

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "addr.h"
+
 enum proto_action {
     PROTO_ACT_NONE = 0,  /* "action" missing or not a string */
     PROTO_ACT_ANNOUNCE,
@@ -18,6 +20,7 @@ enum proto_action {
     PROTO_ACT_ALIVE,
     PROTO_ACT_PUSH,
     PROTO_ACT_RELAY,
+    PROTO_ACT_PROBE,
     PROTO_ACT_UNKNOWN,   /* a string we do not know */
     PROTO_ACT_COUNT
 };
@@ -42,6 +45,9 @@ enum proto_key {
     PROTO_K_PORT,
     PROTO_K_OVERRIDE,
     PROTO_K_MULTIADDR,
+    PROTO_K_PUBKEY,
+    PROTO_K_COOKIE,
+    PROTO_K_KEY,
     PROTO_K_COUNT
 };
 
@@ -58,9 +64,17 @@ struct proto_field {
     char s[PROTO_STR_MAX + 1]; /* PROTO_T_STRING, NUL-terminated, never contains NUL */
 };
 
+#define PROTO_CANDIDATES_MAX 8
+
+/* The "candidates" field: absent, a valid list, or anything else (bad). */
+enum proto_cand { PROTO_CAND_ABSENT = 0, PROTO_CAND_OK, PROTO_CAND_BAD };
+
 struct proto_req {
     enum proto_action action;
     struct proto_field f[PROTO_K_COUNT];
+    uint8_t cand;              /* enum proto_cand */
+    uint8_t ncand;             /* PROTO_CAND_OK: entries in cand_addr (0..PROTO_CANDIDATES_MAX) */
+    struct addr cand_addr[PROTO_CANDIDATES_MAX];
     /* "data" of a relay request, re-serialised (only with proto_decode_relay): */
     uint8_t has_data;          /* the field was present (any JSON value, null too) */
     uint8_t data_too_large;    /* it serialises to more than the payload capacity */
@@ -98,9 +112,11 @@ enum proto_prio {
     PROTO_PRIO_ADDR,
     PROTO_PRIO_TOKEN,
     PROTO_PRIO_TTL,
+    PROTO_PRIO_NONCE,
     PROTO_PRIO_NAT,
     PROTO_PRIO_PREDICTED,
     PROTO_PRIO_CANDIDATES,
+    PROTO_PRIO_PUBKEY,
     PROTO_PRIO_MULTIADDR,
     PROTO_PRIO_TRANSPORTS,
     PROTO_PRIO_MESSAGE,

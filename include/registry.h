@@ -20,8 +20,20 @@
 #define REGISTRY_NIL UINT32_MAX     /* "no peer" index */
 #define REGISTRY_MULTIADDR_MAX 256  /* bytes of opaque multiaddr kept per peer */
 
+#define REGISTRY_CANDIDATES_MAX 8  /* self-reported addresses kept per peer */
+#define REGISTRY_PUBKEY_MAX 64     /* bytes of opaque public key kept per peer */
+
+/* NAT mapping behaviour, from comparing the main and probe mappings. */
+enum peer_nat { PEER_NAT_UNKNOWN = 0, PEER_NAT_EIM, PEER_NAT_SEQUENTIAL, PEER_NAT_RANDOM };
+
 /* Rarely used per-peer data, allocated on first use only. */
 struct peer_extra {
+    uint8_t nat;                /* enum peer_nat */
+    uint8_t ncand;              /* entries in cand */
+    uint8_t pubkey_len;         /* 0 = none */
+    struct addr probe;          /* the mapping the probe socket saw (with PEER_NAT_SEQUENTIAL) */
+    struct addr cand[REGISTRY_CANDIDATES_MAX];
+    char pubkey[REGISTRY_PUBKEY_MAX + 1];
     struct addr override;       /* address given to others; family 0 = none */
     struct addr ws_addr;        /* TCP address of the WebSocket side */
     void *ws_conn;              /* the WebSocket side's connection (owned by ws.c) */

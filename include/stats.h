@@ -31,6 +31,7 @@ struct stats {
     uint64_t announced;                      /* new peers created */
     uint64_t pushes;                         /* successful pushes (income sent) */
     uint64_t relayed;                        /* relay messages delivered */
+    uint64_t probes;                         /* NAT probes answered */
     uint64_t relayed_bytes;                  /* payload bytes delivered by relay */
 };
 

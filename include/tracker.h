@@ -16,13 +16,15 @@
 #include "registry.h"
 #include "stats.h"
 
-enum tracker_transport { TRACKER_UDP = 0, TRACKER_WS = 1 };
+/* TRACKER_PROBE: a datagram to the NAT-detection probe socket (UDP too). */
+enum tracker_transport { TRACKER_UDP = 0, TRACKER_WS = 1, TRACKER_PROBE = 2 };
 
 /* Where a request came from. Zero-initialise, then fill what applies. */
 struct tracker_src {
     uint8_t transport;  /* enum tracker_transport */
     uint8_t local;      /* UDP: the transport's index of the local address it arrived on */
     struct addr addr;   /* observed source: UDP ip:port, or the WebSocket's TCP ip:port */
+    const struct addr *local_addr; /* UDP: the local address it arrived on, if known */
     void *conn;         /* WS: the connection (opaque here) */
     uint32_t *conn_peer;/* WS: the connection's identity slot, REGISTRY_NIL if none;
                            the tracker updates it on announce */
@@ -49,6 +51,15 @@ void tracker_free(struct tracker *t);
 void tracker_set_sink(struct tracker *t, tracker_send_fn send, void *ctx);
 void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_close_fn close,
                          void *ctx);
+
+/* The probe socket: its bound address (a wildcard IP is replaced, in what
+ * clients are told, by the IP each request arrived on) and its sink. */
+void tracker_set_probe(struct tracker *t, const struct addr *bound, tracker_send_fn send, void *ctx);
+
+/* Handles one datagram that arrived on the probe socket: only "probe" is
+ * served there. Returns as tracker_on_datagram(). */
+int tracker_on_probe(struct tracker *t, const char *buf, size_t len, const struct tracker_src *src,
+                     uint64_t now_ms);
 
 /* Handles one datagram of len bytes (untrusted) from src at time now_ms
  * (monotonic milliseconds). Replies go through the sink. Returns 0 when the

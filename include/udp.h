@@ -30,6 +30,11 @@ struct udp;
  * reason in err. */
 struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
                     size_t errcap);
+/* The NAT-detection probe socket: probe_bind (else bind) : probe_port (else
+ * udp_port, the main socket's number). Serves only "probe" (tracker_on_probe)
+ * and installs itself as t's probe sink. Same ownership as udp_new(). */
+struct udp *udp_new_probe(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
+                          unsigned udp_port, char *err, size_t errcap);
 void udp_free(struct udp *u);
 
 /* The address actually bound (port filled in when cfg->port was 0). */

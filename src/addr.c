@@ -78,6 +78,89 @@ int addr_parse_ip(struct addr *a, const char *s, uint16_t port)
     return -1;
 }
 
+int addr_parse_endpoint(struct addr *a, const char *s, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    size_t colon = len;
+    while (colon > 0 && s[colon - 1] != ':')
+        colon--;
+    if (colon == 0 || colon == len || len - colon > 5)
+        return -1;
+    long port = 0;
+    for (size_t i = colon; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        port = port * 10 + (s[i] - '0');
+    }
+    if (port < 1 || port > 65535)
+        return -1;
+    size_t start = 0, end = colon - 1; /* the host, without the ':' */
+    if (end >= 2 && s[0] == '[' && s[end - 1] == ']') {
+        start = 1;
+        end--;
+    } else if (memchr(s, ':', end)) {
+        return -1; /* IPv6 needs brackets: "[v6]:port" */
+    }
+    if (end - start == 0 || end - start >= sizeof ip)
+        return -1;
+    memcpy(ip, s + start, end - start);
+    ip[end - start] = '\0';
+    if (start == 1 && !strchr(ip, ':'))
+        return -1; /* "[1.2.3.4]:5" is not a form we print */
+    return addr_parse_ip(a, ip, (uint16_t)port);
+}
+
+/* Clears the bits of ip past the first `bits`. */
+static void addr_mask(uint8_t ip[16], unsigned bits, unsigned total)
+{
+    for (unsigned i = 0; i < total / 8; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
+        ip[i] &= (uint8_t)(0xff00u >> keep);
+    }
+}
+
+int addr_parse_cidr(struct addr_cidr *c, const char *s)
+{
+    char ip[INET6_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof ip)
+        return -1;
+    memcpy(ip, s, n);
+    ip[n] = '\0';
+    memset(c, 0, sizeof *c);
+    if (addr_parse_ip(&c->net, ip, 0) != 0)
+        return -1;
+    unsigned total = c->net.family == AF_INET ? 32 : 128;
+    long bits = total;
+    if (slash) {
+        const char *b = slash + 1;
+        if (!*b || strlen(b) > 3)
+            return -1;
+        bits = 0;
+        for (; *b; b++) {
+            if (*b < '0' || *b > '9')
+                return -1;
+            bits = bits * 10 + (*b - '0');
+        }
+        if (bits > (long)total)
+            return -1;
+    }
+    c->bits = (uint8_t)bits;
+    addr_mask(c->net.ip, c->bits, total);
+    return 0;
+}
+
+int addr_in_cidr(const struct addr *a, const struct addr_cidr *c)
+{
+    if (a->family != c->net.family)
+        return 0;
+    uint8_t ip[16];
+    memcpy(ip, a->ip, sizeof ip);
+    addr_mask(ip, c->bits, a->family == AF_INET ? 32 : 128);
+    return memcmp(ip, c->net.ip, sizeof ip) == 0;
+}
+
 size_t addr_format_ip(const struct addr *a, char *buf, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN];

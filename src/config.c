@@ -17,7 +17,7 @@
 
 #define CONFIG_FILE_MAX (1 << 20) /* a config file larger than this is a mistake */
 
-enum config_type { CFG_INT, CFG_ENUM, CFG_IP, CFG_HEXKEY };
+enum config_type { CFG_INT, CFG_ENUM, CFG_IP, CFG_HEXKEY, CFG_IP_OPT, CFG_SECRET, CFG_FRAC, CFG_CIDRS };
 
 static const char *const config_compat_names[] = { "readme", "sobani-app", NULL };
 static const char *const config_log_names[] = { "error", "warn", "info", "debug", NULL };
@@ -63,6 +63,34 @@ static const struct config_key config_keys[] = {
       "bytes of one relay payload; more = error tooLarge (default 16384)" },
     { "relay_bytes_per_sec", CFG_INT, OFF(relay_bytes_per_sec), 0, 1000000000, NULL,
       "relayed bytes per identity per second, 0 = unlimited (default 65536)" },
+    { "probe_bind", CFG_IP_OPT, OFF(probe_bind), 0, 0, NULL,
+      "second local IP for NAT detection probes; \"\" = bind's (default \"\")" },
+    { "probe_port", CFG_INT, OFF(probe_port), 0, 65535, NULL,
+      "UDP port for NAT detection probes; 0 = none, or the UDP port's number if probe_bind is set" },
+    { "rate_requests_per_sec", CFG_INT, OFF(rate_requests_per_sec), 0, 100000000, NULL,
+      "UDP requests per source IP (WS: per connection) per second, 0 = off (default 100)" },
+    { "rate_requests_burst", CFG_INT, OFF(rate_requests_burst), 1, 100000000, NULL,
+      "burst of the request limit (default 200)" },
+    { "rate_income_per_sec", CFG_INT, OFF(rate_income_per_sec), 0, 100000000, NULL,
+      "income messages to one peer per second; over it a push gets rateLimited, 0 = off (default 5)" },
+    { "rate_income_burst", CFG_INT, OFF(rate_income_burst), 1, 100000000, NULL,
+      "burst of the income limit (default 20)" },
+    { "rate_response_bytes_per_sec", CFG_INT, OFF(rate_response_bytes_per_sec), 0, 1000000000, NULL,
+      "UDP bytes sent to one IP per second (burst 2x), 0 = off (default 65536)" },
+    { "max_connections_per_ip", CFG_INT, OFF(max_connections_per_ip), 0, 1000000, NULL,
+      "TCP connections per source IP; beyond: 503, 0 = off (default 512)" },
+    { "rate_exempt", CFG_CIDRS, OFF(rate_exempt), 0, 0, NULL,
+      "CIDRs exempt from rate limits: JSON list, or comma-separated on the command line (default [])" },
+    { "retry_threshold", CFG_FRAC, OFF(retry_threshold), 0, 1, NULL,
+      "fill (fraction of max_peers) above which a new UDP peer needs a retry cookie; 1 = never (default 0.5)" },
+    { "access_key", CFG_SECRET, OFF(access_key), 0, 0, NULL,
+      "\"\" = open; else UDP requests need \"key\" and WS upgrades ?key= or a Bearer header" },
+    { "metrics_key", CFG_SECRET, OFF(metrics_key), 0, 0, NULL,
+      "\"\" = /metrics open; else it needs ?key= or a Bearer header" },
+    { "trusted_proxies", CFG_CIDRS, OFF(trusted_proxies), 0, 0, NULL,
+      "CIDRs whose PROXY header / X-Forwarded-For give the client address (default [])" },
+    { "workers", CFG_INT, OFF(workers), 1, 64, NULL,
+      "event loops (threads) sharing the ports with SO_REUSEPORT (default 1)" },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -97,6 +125,16 @@ void config_defaults(struct config *c)
     c->ws_max_queued = 1048576;
     c->relay_max_bytes = 16384;
     c->relay_bytes_per_sec = 65536;
+    c->probe_bind[0] = '\0';
+    c->probe_port = 0;
+    c->rate_requests_per_sec = 100;
+    c->rate_requests_burst = 200;
+    c->rate_income_per_sec = 5;
+    c->rate_income_burst = 20;
+    c->rate_response_bytes_per_sec = 65536;
+    c->max_connections_per_ip = 512;
+    c->retry_threshold = 0.5;
+    c->workers = 1;
 }
 
 static const struct config_key *config_find(const char *name)
@@ -109,7 +147,38 @@ static const struct config_key *config_find(const char *name)
 
 static const char *config_type_name(const struct config_key *k)
 {
-    return k->type == CFG_INT ? "an integer" : "a string";
+    return k->type == CFG_INT    ? "an integer"
+           : k->type == CFG_FRAC ? "a number"
+           : k->type == CFG_CIDRS ? "a list of CIDR strings"
+                                 : "a string";
+}
+
+/* Parses a comma-separated CIDR list into out. */
+static int config_store_cidrs(struct config_cidrs *out, const struct config_key *k, const char *src,
+                              const char *v, char *err, size_t errcap)
+{
+    struct config_cidrs l = { 0 };
+    char item[96];
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        if (n >= sizeof item || l.n == CONFIG_CIDRS_MAX)
+            return config_fail(err, errcap, "%s: %s: at most %d CIDRs of up to %zu characters",
+                               src, k->name, CONFIG_CIDRS_MAX, sizeof item - 1);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (addr_parse_cidr(&l.c[l.n], item) != 0)
+            return config_fail(err, errcap, "%s: %s: \"%.64s\" is not an IP or IP/prefix", src,
+                               k->name, item);
+        l.n++;
+        p += n;
+    }
+    *out = l;
+    return 0;
 }
 
 /* Stores an integer value after the range check. */
@@ -153,6 +222,39 @@ static int config_store_str(struct config *c, const struct config_key *k, const 
         snprintf((char *)c + k->off, sizeof c->bind, "%s", v);
         return 0;
     }
+    case CFG_IP_OPT: {
+        struct addr a;
+        if (v[0] != '\0' && (strlen(v) >= sizeof c->bind || addr_parse_ip(&a, v, 0) != 0))
+            return config_fail(err, errcap,
+                               "%s: %s: must be \"\" or an IPv4 or IPv6 address literal (got \"%.64s\")",
+                               src, k->name, v);
+        snprintf((char *)c + k->off, sizeof c->bind, "%s", v);
+        return 0;
+    }
+    case CFG_SECRET: {
+        size_t n = strlen(v);
+        int ok = n <= CONFIG_SECRET_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = v[i] > 0x20 && v[i] < 0x7f;
+        if (!ok)
+            return config_fail(err, errcap,
+                               "%s: %s: must be at most %d printable ASCII characters, no spaces",
+                               src, k->name, CONFIG_SECRET_MAX);
+        snprintf((char *)c + k->off, CONFIG_SECRET_MAX + 1, "%s", v);
+        return 0;
+    }
+    case CFG_FRAC: {
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(v, &end);
+        if (v[0] == '\0' || *end != '\0' || errno == ERANGE || !(d >= 0 && d <= 1))
+            return config_fail(err, errcap, "%s: %s: must be a number from 0 to 1 (got \"%.64s\")",
+                               src, k->name, v);
+        *(double *)((char *)c + k->off) = d;
+        return 0;
+    }
+    case CFG_CIDRS:
+        return config_store_cidrs((struct config_cidrs *)((char *)c + k->off), k, src, v, err, errcap);
     case CFG_HEXKEY: {
         struct ids_key key;
         if (v[0] != '\0' && ids_key_from_hex(&key, v) != 0)
@@ -182,6 +284,37 @@ static int config_set_json(struct config *c, const char *src, const cJSON *item,
             return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got %g)",
                                src, k->name, k->min, k->max, d);
         return config_store_int(c, k, src, (long)d, err, errcap);
+    }
+    if (k->type == CFG_FRAC) {
+        if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0 && item->valuedouble <= 1))
+            return config_fail(err, errcap, "%s: %s: must be a number from 0 to 1", src, k->name);
+        *(double *)((char *)c + k->off) = item->valuedouble;
+        return 0;
+    }
+    if (k->type == CFG_CIDRS) {
+        /* A JSON list of strings; each goes through the same parser as a flag. */
+        char list[CONFIG_CIDRS_MAX * 96];
+        size_t used = 0;
+        const cJSON *e;
+        if (!cJSON_IsArray(item))
+            return config_fail(err, errcap, "%s: %s: must be %s", src, k->name, config_type_name(k));
+        list[0] = '\0';
+        cJSON_ArrayForEach(e, item)
+        {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, ',') || strchr(e->valuestring, ' '))
+                return config_fail(err, errcap, "%s: %s: must be %s", src, k->name,
+                                   config_type_name(k));
+            size_t n = strlen(e->valuestring);
+            if (used + n + 2 > sizeof list)
+                return config_fail(err, errcap, "%s: %s: at most %d CIDRs", src, k->name,
+                                   CONFIG_CIDRS_MAX);
+            memcpy(list + used, e->valuestring, n);
+            used += n;
+            list[used++] = ',';
+            list[used] = '\0';
+        }
+        return config_store_cidrs((struct config_cidrs *)((char *)c + k->off), k, src, list, err,
+                                  errcap);
     }
     if (!cJSON_IsString(item))
         return config_fail(err, errcap, "%s: %s: must be %s", src, k->name, config_type_name(k));

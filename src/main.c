@@ -95,6 +95,17 @@ int main(int argc, char **argv)
         tracker_free(tracker);
         return 1;
     }
+    struct udp *probe = NULL;
+    if (cfg.probe_port || cfg.probe_bind[0]) {
+        probe = udp_new_probe(loop, &cfg, tracker, udp_bound(udp)->port, err, sizeof err);
+        if (!probe) {
+            log_error("%s", err);
+            ws_free(ws);
+            udp_free(udp);
+            tracker_free(tracker);
+            return 1;
+        }
+    }
     struct expire expire;
     expire_start(&expire, loop, tracker);
     ev_signal sigint, sigterm;
@@ -110,6 +121,11 @@ int main(int argc, char **argv)
              "max_datagram %ld, max_connections %ld, compat %s)",
              PUNCHD_VERSION, bound, tcp, cfg.peer_ttl, cfg.max_peers, cfg.max_datagram,
              cfg.max_connections, main_compat_names[cfg.compat]);
+    if (probe) {
+        char pb[ADDR_STRLEN];
+        addr_format(udp_bound(probe), pb, sizeof pb);
+        log_info("NAT probes on udp %s", pb);
+    }
     if (!cfg.token_key_set)
         log_info("token_key is empty: tokens are valid for this process only");
 
@@ -123,6 +139,7 @@ int main(int argc, char **argv)
     ev_signal_stop(loop, &sigterm);
     expire_stop(&expire);
     ws_free(ws);
+    udp_free(probe);
     udp_free(udp);
     tracker_free(tracker);
     ev_loop_destroy(loop);

@@ -7,12 +7,13 @@
 static const char *const proto_action_names[PROTO_ACT_COUNT] = {
     [PROTO_ACT_NONE] = "none",   [PROTO_ACT_ANNOUNCE] = "announce", [PROTO_ACT_PULSE] = "pulse",
     [PROTO_ACT_ALIVE] = "alive", [PROTO_ACT_PUSH] = "push",         [PROTO_ACT_RELAY] = "relay",
-    [PROTO_ACT_UNKNOWN] = "unknown",
+    [PROTO_ACT_PROBE] = "probe", [PROTO_ACT_UNKNOWN] = "unknown",
 };
 
 static const char *const proto_key_names[PROTO_K_COUNT] = {
     [PROTO_K_SHAREID] = "shareId", [PROTO_K_TOKEN] = "token",         [PROTO_K_IP] = "ip",
     [PROTO_K_PORT] = "port",       [PROTO_K_OVERRIDE] = "override", [PROTO_K_MULTIADDR] = "multiaddr",
+    [PROTO_K_PUBKEY] = "pubkey",   [PROTO_K_COOKIE] = "cookie",     [PROTO_K_KEY] = "key",
 };
 
 const char *proto_drop_name(enum proto_drop d)
@@ -186,6 +187,26 @@ static void proto_field_fill(struct proto_field *f, const cJSON *item)
     }
 }
 
+/* "candidates": an array of at most PROTO_CANDIDATES_MAX endpoint strings. */
+static void proto_candidates(struct proto_req *req, const cJSON *item)
+{
+    req->ncand = 0;
+    req->cand = item ? PROTO_CAND_BAD : PROTO_CAND_ABSENT;
+    if (!item || !cJSON_IsArray(item))
+        return;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, item)
+    {
+        if (req->ncand == PROTO_CANDIDATES_MAX || !cJSON_IsString(e) || !e->valuestring)
+            return;
+        const char *s = e->valuestring;
+        if (addr_parse_endpoint(&req->cand_addr[req->ncand], s, strnlen(s, ADDR_STRLEN)) != 0)
+            return;
+        req->ncand++;
+    }
+    req->cand = PROTO_CAND_OK;
+}
+
 static enum proto_action proto_action_parse(const cJSON *item)
 {
     if (!cJSON_IsString(item) || !item->valuestring)
@@ -249,6 +270,7 @@ int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratc
     req->action = proto_action_parse(cJSON_GetObjectItemCaseSensitive(root, "action"));
     for (int k = 0; k < PROTO_K_COUNT; k++)
         proto_field_fill(&req->f[k], cJSON_GetObjectItemCaseSensitive(root, proto_key_names[k]));
+    proto_candidates(req, cJSON_GetObjectItemCaseSensitive(root, "candidates"));
     if (req->action == PROTO_ACT_RELAY)
         proto_payload(req, cJSON_GetObjectItemCaseSensitive(root, "data"), payload, payload_cap,
                       payload_max);

@@ -2,6 +2,7 @@
  * both transports (see tracker.h). */
 #include "tracker.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #define TRACKER_BUF_MIN 65536 /* > the largest max_datagram (65507) + NUL */
 #define TRACKER_AMPLIFICATION 4 /* a UDP reply is at most 4x its request */
 #define TRACKER_ENVELOPE 1024   /* room around a relay payload in "relayed" */
+#define TRACKER_SEQ_STEP_MAX 16 /* ports between two mappings of a "sequential" NAT */
+#define TRACKER_PREDICTED 4     /* ports predicted for a sequential NAT */
+#define TRACKER_NONCE_BYTES 16  /* pairing nonce: 32 hex characters */
 
 struct tracker {
     const struct config *cfg;
@@ -22,6 +26,9 @@ struct tracker {
     tracker_ws_send_fn ws_send;    /* WebSocket sink */
     tracker_ws_close_fn ws_close;
     void *ws_ctx;
+    tracker_send_fn probe_send;    /* probe socket sink (NULL: no probe socket) */
+    void *probe_ctx;
+    struct addr probe_bound;
     struct stats st;
     size_t req_len;                /* bytes of the request being answered */
     struct proto_req req;          /* the request being answered */
@@ -95,6 +102,13 @@ void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_
     t->ws_ctx = ctx;
 }
 
+void tracker_set_probe(struct tracker *t, const struct addr *bound, tracker_send_fn send, void *ctx)
+{
+    t->probe_bound = *bound;
+    t->probe_send = send;
+    t->probe_ctx = ctx;
+}
+
 const struct stats *tracker_stats(const struct tracker *t) { return &t->st; }
 struct registry *tracker_registry(struct tracker *t) { return t->reg; }
 
@@ -145,10 +159,18 @@ static int tracker_send_ws(struct tracker *t, void *conn, const struct proto_rep
  * (anti-amplification); a WebSocket has a handshake, so no such limit. */
 static void tracker_reply(struct tracker *t, const struct tracker_src *src, const struct proto_reply *r)
 {
-    if (src->transport == TRACKER_WS)
+    if (src->transport == TRACKER_WS) {
         tracker_send_ws(t, src->conn, r);
-    else
+    } else if (src->transport == TRACKER_PROBE) {
+        size_t budget = TRACKER_AMPLIFICATION * t->req_len;
+        if (budget > (size_t)t->cfg->max_datagram)
+            budget = (size_t)t->cfg->max_datagram;
+        ssize_t n = tracker_encode(t, r, budget);
+        if (n >= 0 && t->probe_send)
+            t->probe_send(t->probe_ctx, &src->addr, src->local, t->out, (size_t)n);
+    } else {
         tracker_send_udp(t, &src->addr, src->local, r, TRACKER_AMPLIFICATION * t->req_len);
+    }
 }
 
 static void tracker_error(struct tracker *t, const struct tracker_src *src, enum stats_error code,
@@ -212,6 +234,67 @@ static void tracker_keep_multiaddr(struct tracker *t, uint32_t pi)
         registry_set_multiaddr(t->reg, pi, m->s, m->len);
 }
 
+/* A pubkey, if sent, is 1..REGISTRY_PUBKEY_MAX characters of base64/base64url. */
+static int tracker_pubkey_ok(const struct tracker *t)
+{
+    const struct proto_field *k = tracker_f(t, PROTO_K_PUBKEY);
+    if (k->type == PROTO_T_ABSENT)
+        return 1;
+    if (k->type != PROTO_T_STRING || k->too_long || k->len == 0 || k->len > REGISTRY_PUBKEY_MAX)
+        return 0;
+    for (size_t i = 0; i < k->len; i++) {
+        char c = k->s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '=' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The optional fields announce and pulse share: multiaddr, candidates, pubkey.
+ * Returns 0, or -1 after answering badRequest. */
+static int tracker_check_self_fields(struct tracker *t, const struct tracker_src *src)
+{
+    if (!tracker_multiaddr_ok(t)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
+        return -1;
+    }
+    if (t->req.cand == PROTO_CAND_BAD) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST,
+                      "candidates must be a list of at most 8 \"ip:port\" strings");
+        return -1;
+    }
+    if (!tracker_pubkey_ok(t)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "pubkey must be 1-64 base64 characters");
+        return -1;
+    }
+    return 0;
+}
+
+static void tracker_keep_self_fields(struct tracker *t, uint32_t pi)
+{
+    tracker_keep_multiaddr(t, pi);
+    if (t->req.cand == PROTO_CAND_OK) {
+        struct peer_extra *e = registry_extra_of(t->reg, pi);
+        e->ncand = t->req.ncand;
+        memcpy(e->cand, t->req.cand_addr, t->req.ncand * sizeof e->cand[0]);
+    }
+    const struct proto_field *k = tracker_f(t, PROTO_K_PUBKEY);
+    if (k->type == PROTO_T_STRING) {
+        struct peer_extra *e = registry_extra_of(t->reg, pi);
+        memcpy(e->pubkey, k->s, k->len);
+        e->pubkey[k->len] = '\0';
+        e->pubkey_len = (uint8_t)k->len;
+    }
+}
+
+static const char *const tracker_nat_names[] = { "unknown", "eim", "sequential", "random" };
+
+static const char *tracker_nat_name(const struct peer *p)
+{
+    return tracker_nat_names[p->extra && p->extra->nat <= PEER_NAT_RANDOM ? p->extra->nat : 0];
+}
+
 /* A successful request from peer pi refreshes it; over UDP also answer it
  * (and send its income) from the local address it last talked to. */
 static void tracker_seen(struct tracker *t, uint32_t pi, const struct tracker_src *src, uint64_t now)
@@ -262,7 +345,46 @@ static const struct addr *tracker_public_addr(const struct peer *p, const char *
 struct tracker_peer_strs {
     char addr[ADDR_STRLEN];
     char id[IDS_LEN + 1];
+    char cand[REGISTRY_CANDIDATES_MAX * (ADDR_STRLEN + 3) + 3];
+    char pred[TRACKER_PREDICTED * (ADDR_STRLEN + 3) + 3];
 };
+
+/* Writes n endpoints as a JSON array of strings into buf (cap bytes). */
+static size_t tracker_addr_list(char *buf, size_t cap, const struct addr *a, unsigned n)
+{
+    size_t len = 0;
+    buf[len++] = '[';
+    for (unsigned i = 0; i < n && len + ADDR_STRLEN + 4 < cap; i++) {
+        if (i)
+            buf[len++] = ',';
+        buf[len++] = '"';
+        len += addr_format(&a[i], buf + len, cap - len);
+        buf[len++] = '"';
+    }
+    buf[len++] = ']';
+    buf[len] = '\0';
+    return len;
+}
+
+/* Ports a sequential NAT will likely hand out next, after the probe's
+ * mapping, in the direction it counts. Returns how many were written. */
+static unsigned tracker_predict(const struct peer *p, struct addr out[TRACKER_PREDICTED])
+{
+    if (!p->extra || p->extra->nat != PEER_NAT_SEQUENTIAL)
+        return 0;
+    const struct addr *probe = &p->extra->probe;
+    int dir = probe->port > p->addr.port ? 1 : -1;
+    unsigned n = 0;
+    for (int k = 1; k <= TRACKER_PREDICTED; k++) {
+        long port = (long)probe->port + dir * k;
+        if (port < 1 || port > 65535)
+            break;
+        out[n] = *probe;
+        out[n].port = (uint16_t)port;
+        n++;
+    }
+    return n;
+}
 
 /* Adds peer p's public address, id, transports and multiaddr to r; and,
  * with with_addr_transport (income), which transport peeraddr belongs to. */
@@ -282,6 +404,20 @@ static void tracker_peer_fields(struct proto_reply *r, const struct peer *p,
     if (p->extra && p->extra->multiaddr_len)
         proto_reply_add(r, "multiaddr", p->extra->multiaddr, p->extra->multiaddr_len, PROTO_STR,
                         PROTO_PRIO_MULTIADDR);
+    proto_reply_str(r, "nat", tracker_nat_name(p), PROTO_PRIO_NAT);
+    if (p->extra && p->extra->ncand) {
+        size_t n = tracker_addr_list(ps->cand, sizeof ps->cand, p->extra->cand, p->extra->ncand);
+        proto_reply_add(r, "candidates", ps->cand, n, PROTO_RAW, PROTO_PRIO_CANDIDATES);
+    }
+    struct addr pred[TRACKER_PREDICTED];
+    unsigned np = tracker_predict(p, pred);
+    if (np) {
+        size_t n = tracker_addr_list(ps->pred, sizeof ps->pred, pred, np);
+        proto_reply_add(r, "predicted", ps->pred, n, PROTO_RAW, PROTO_PRIO_PREDICTED);
+    }
+    if (p->extra && p->extra->pubkey_len)
+        proto_reply_add(r, "pubkey", p->extra->pubkey, p->extra->pubkey_len, PROTO_STR,
+                        PROTO_PRIO_PUBKEY);
 }
 
 /* ---- actions ---- */
@@ -303,6 +439,21 @@ static void tracker_announce_reply(struct tracker *t, const struct tracker_src *
     proto_reply_str(&r, "token", token, PROTO_PRIO_TOKEN);
     proto_reply_add(&r, "ttl", ttl, strlen(ttl), PROTO_RAW, PROTO_PRIO_TTL);
     proto_reply_add(&r, "transports", tr, strlen(tr), PROTO_RAW, PROTO_PRIO_TRANSPORTS);
+    proto_reply_str(&r, "nat", tracker_nat_name(p), PROTO_PRIO_NAT);
+    char probe[ADDR_STRLEN];
+    if (t->probe_send && src->transport == TRACKER_UDP) {
+        /* Where to send the probe: a wildcard probe socket is reached at the
+         * IP this request arrived on. */
+        struct addr pa = t->probe_bound;
+        if (addr_is_any(&pa) && src->local_addr) {
+            pa = *src->local_addr;
+            pa.port = t->probe_bound.port;
+        }
+        if (!addr_is_any(&pa)) {
+            addr_format(&pa, probe, sizeof probe);
+            proto_reply_str(&r, "probe", probe, PROTO_PRIO_NAT);
+        }
+    }
     tracker_reply(t, src, &r);
 }
 
@@ -368,10 +519,8 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         tracker_error(t, src, STATS_E_BAD_REQUEST, "shareId and token go together");
         return;
     }
-    if (!tracker_multiaddr_ok(t)) {
-        tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
+    if (tracker_check_self_fields(t, src) != 0)
         return;
-    }
 
     uint32_t cur = tracker_sender(t, src);
     uint32_t pi;
@@ -406,7 +555,7 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         }
     }
     tracker_seen(t, pi, src, now);
-    tracker_keep_multiaddr(t, pi);
+    tracker_keep_self_fields(t, pi);
     tracker_announce_reply(t, src, pi);
 }
 
@@ -448,10 +597,8 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
                       "override and shareId are booleans; token and ip strings; port a string or number");
         return;
     }
-    if (!tracker_multiaddr_ok(t)) {
-        tracker_error(t, src, STATS_E_BAD_REQUEST, "multiaddr must be a string of at most 256 bytes");
+    if (tracker_check_self_fields(t, src) != 0)
         return;
-    }
 
     uint32_t pi = tracker_sender(t, src);
     if (pi == REGISTRY_NIL) {
@@ -483,7 +630,7 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
         registry_set_override(t->reg, pi, &ov);
     if (renew)
         registry_set_id(t->reg, pi, newid);
-    tracker_keep_multiaddr(t, pi);
+    tracker_keep_self_fields(t, pi);
     tracker_seen(t, pi, src, now);
 
     struct proto_reply r;
@@ -498,6 +645,10 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
         proto_reply_str(&r, "shareId", id, PROTO_KEEP);
         proto_reply_str(&r, "token", token, PROTO_PRIO_TOKEN);
     }
+    /* Only once a probe told it: the bare sobani shape stays as it was. */
+    const struct peer *pp = registry_peer(t->reg, pi);
+    if (pp->extra && pp->extra->nat != PEER_NAT_UNKNOWN)
+        proto_reply_str(&r, "nat", tracker_nat_name(pp), PROTO_PRIO_NAT);
     tracker_reply(t, src, &r);
 }
 
@@ -566,12 +717,19 @@ static void tracker_push(struct tracker *t, const struct tracker_src *src, uint6
      * simultaneous hole punching work. The target first, then the requester. */
     struct proto_reply income, reply;
     struct tracker_peer_strs as, bs;
+    /* One fresh nonce per pairing, told to both: knocks without it are ignored. */
+    unsigned char nonce_bin[TRACKER_NONCE_BYTES];
+    char nonce[2 * TRACKER_NONCE_BYTES + 1];
+    randombytes_buf(nonce_bin, sizeof nonce_bin);
+    sodium_bin2hex(nonce, sizeof nonce, nonce_bin, sizeof nonce_bin);
     proto_reply_init(&income, "income", 1);
     tracker_peer_fields(&income, registry_peer(t->reg, ai), &as, 1);
+    proto_reply_str(&income, "nonce", nonce, PROTO_PRIO_NONCE);
     tracker_notify(t, bi, &income);
 
     proto_reply_init(&reply, tracker_app(t) ? "pushed" : "pushReceived", 1);
     tracker_peer_fields(&reply, registry_peer(t->reg, bi), &bs, 0);
+    proto_reply_str(&reply, "nonce", nonce, PROTO_PRIO_NONCE);
     tracker_reply(t, src, &reply);
     t->st.pushes++;
 }
@@ -645,6 +803,55 @@ static void tracker_relay(struct tracker *t, const struct tracker_src *src, uint
     t->st.relayed_bytes += t->req.data_len;
 }
 
+/* How a NAT maps: the same endpoint for both destinations (eim), a port a
+ * small step away (sequential: predictable), or anything else (random). */
+static enum peer_nat tracker_classify(const struct addr *main_map, const struct addr *probe_map)
+{
+    if (main_map->family != probe_map->family ||
+        memcmp(main_map->ip, probe_map->ip, sizeof main_map->ip) != 0)
+        return PEER_NAT_RANDOM;
+    int step = (int)probe_map->port - (int)main_map->port;
+    if (step == 0)
+        return PEER_NAT_EIM;
+    if (step >= -TRACKER_SEQ_STEP_MAX && step <= TRACKER_SEQ_STEP_MAX)
+        return PEER_NAT_SEQUENTIAL;
+    return PEER_NAT_RANDOM;
+}
+
+/* {"action":"probe","shareId":S,"token":T} on the probe socket: compare the
+ * mapping seen here with the one at the main socket. */
+static void tracker_probe(struct tracker *t, const struct tracker_src *src)
+{
+    const struct proto_field *sid = tracker_f(t, PROTO_K_SHAREID);
+    if (sid->type != PROTO_T_STRING || !tracker_is(t, PROTO_K_TOKEN, PROTO_T_STRING)) {
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "probe needs shareId and token strings");
+        return;
+    }
+    /* The token, not the address, proves who probes: a forged probe must not
+     * mislabel someone else's NAT. */
+    if (sid->too_long || !ids_valid(sid->s, sid->len) || !tracker_token_ok(t, sid->s)) {
+        tracker_error(t, src, STATS_E_UNAUTHORIZED, "token does not match shareId");
+        return;
+    }
+    uint32_t pi = registry_find_id(t->reg, sid->s, sid->len);
+    if (pi == REGISTRY_NIL || registry_peer(t->reg, pi)->addr.family == 0) {
+        tracker_error(t, src, STATS_E_NOT_ANNOUNCED, "announce over UDP before probing");
+        return;
+    }
+    enum peer_nat nat = tracker_classify(&registry_peer(t->reg, pi)->addr, &src->addr);
+    struct peer_extra *e = registry_extra_of(t->reg, pi);
+    e->nat = (uint8_t)nat;
+    e->probe = src->addr;
+    char addr[ADDR_STRLEN];
+    addr_format(&src->addr, addr, sizeof addr);
+    struct proto_reply r;
+    proto_reply_init(&r, "probeReceived", 1);
+    proto_reply_str(&r, "addr", addr, PROTO_KEEP);
+    proto_reply_str(&r, "nat", tracker_nat_names[nat], PROTO_KEEP);
+    tracker_reply(t, src, &r);
+    t->st.probes++;
+}
+
 static void tracker_dispatch(struct tracker *t, const struct tracker_src *src, uint64_t now)
 {
     switch (t->req.action) {
@@ -662,6 +869,10 @@ static void tracker_dispatch(struct tracker *t, const struct tracker_src *src, u
         break;
     case PROTO_ACT_RELAY:
         tracker_relay(t, src, now);
+        break;
+    case PROTO_ACT_PROBE:
+        tracker_error(t, src, STATS_E_BAD_REQUEST,
+                      t->probe_send ? "send probes to the probe address" : "no probe address here");
         break;
     case PROTO_ACT_UNKNOWN:
         tracker_error(t, src, STATS_E_UNKNOWN_ACTION, "unknown action");
@@ -693,6 +904,28 @@ int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
     t->req_len = len;
     t->st.requests[STATS_UDP][t->req.action]++;
     tracker_dispatch(t, src, now_ms);
+    return 0;
+}
+
+int tracker_on_probe(struct tracker *t, const char *buf, size_t len, const struct tracker_src *src,
+                     uint64_t now_ms)
+{
+    (void)now_ms;
+    if (len > (size_t)t->cfg->max_datagram) {
+        t->st.dropped[PROTO_DROP_TOO_LARGE]++;
+        return -1 - PROTO_DROP_TOO_LARGE;
+    }
+    int rc = proto_decode(buf, len, t->scratch, t->scratch_cap, &t->req);
+    if (rc < 0) {
+        t->st.dropped[-1 - rc]++;
+        return rc;
+    }
+    t->req_len = len;
+    t->st.requests[STATS_UDP][t->req.action]++;
+    if (t->req.action == PROTO_ACT_PROBE)
+        tracker_probe(t, src);
+    else
+        tracker_error(t, src, STATS_E_BAD_REQUEST, "only probe is served on the probe address");
     return 0;
 }
 

@@ -31,6 +31,7 @@ struct udp {
     unsigned nlocals;
     uint8_t last_local;                  /* cache: most requests hit the same one */
     size_t max_datagram;
+    int probe;                           /* the NAT-detection probe socket */
     struct udp_stats st;
     char buf[65536];                     /* one datagram (max_datagram + 1 fits) */
 };
@@ -171,7 +172,15 @@ static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
         }
         struct addr dst;
         src.local = udp_dst_from_cmsg(&msg, &dst) == 0 ? udp_local_index(u, &dst) : 0;
-        int rc = tracker_on_datagram(u->tracker, u->buf, (size_t)n, &src, now);
+        if (src.local)
+            src.local_addr = &u->locals[src.local];
+        int rc;
+        if (u->probe) {
+            src.transport = TRACKER_PROBE;
+            rc = tracker_on_probe(u->tracker, u->buf, (size_t)n, &src, now);
+        } else {
+            rc = tracker_on_datagram(u->tracker, u->buf, (size_t)n, &src, now);
+        }
         if (rc < 0 && log_enabled(LOG_DEBUG)) {
             char a[ADDR_STRLEN];
             addr_format(&src.addr, a, sizeof a);
@@ -187,14 +196,14 @@ static int udp_fail(char *err, size_t errcap, const char *what, const char *bind
     return -1;
 }
 
-struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
-                    size_t errcap)
+static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
+                             const char *bind_s, long port, int probe, char *err, size_t errcap)
 {
     struct addr bound;
     int family;
-    int fd = net_bind(cfg->bind, (uint16_t)cfg->port, SOCK_DGRAM, &bound, &family);
+    int fd = net_bind(bind_s, (uint16_t)port, SOCK_DGRAM, &bound, &family);
     if (fd < 0) {
-        udp_fail(err, errcap, "cannot bind", cfg->bind, cfg->port);
+        udp_fail(err, errcap, probe ? "cannot bind the probe socket on" : "cannot bind", bind_s, port);
         return NULL;
     }
     int on = 1, rcvbuf = UDP_RCVBUF;
@@ -212,11 +221,29 @@ struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct track
     u->nlocals = 1;
     u->max_datagram = (size_t)cfg->max_datagram;
     u->bound = bound;
-    tracker_set_sink(t, udp_send, u);
+    u->probe = probe;
+    if (probe)
+        tracker_set_probe(t, &bound, udp_send, u);
+    else
+        tracker_set_sink(t, udp_send, u);
     ev_io_init(&u->io, udp_on_readable, fd, EV_READ);
     u->io.data = u;
     ev_io_start(loop, &u->io);
     return u;
+}
+
+struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
+                    size_t errcap)
+{
+    return udp_open(loop, cfg, t, cfg->bind, cfg->port, 0, err, errcap);
+}
+
+struct udp *udp_new_probe(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
+                          unsigned udp_port, char *err, size_t errcap)
+{
+    const char *bind_s = cfg->probe_bind[0] ? cfg->probe_bind : cfg->bind;
+    long port = cfg->probe_port ? cfg->probe_port : (long)udp_port;
+    return udp_open(loop, cfg, t, bind_s, port, 1, err, errcap);
 }
 
 void udp_free(struct udp *u)

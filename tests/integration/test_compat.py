@@ -1,5 +1,5 @@
 """compat "sobani-app": the real app's vocabulary (announced, pushed, alived, expired)."""
-from harness import PunchdTestCase, padded
+from harness import PunchdTestCase, padded, punch_fields_ok
 
 EXPIRED = {"action": "expired"}
 
@@ -23,10 +23,10 @@ class SobaniAppCompatTest(PunchdTestCase):
     def test_push_answers_pushed_and_sends_income(self):
         a, ad = self.announced()
         b, bd = self.announced()
-        r = a.request({"action": "push", "shareId": bd["shareId"]})
-        self.assertEqual(r, {"action": "pushed", "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"],
+        r = a.request(padded({"action": "push", "shareId": bd["shareId"]}, 300))
+        self.assertEqual(punch_fields_ok(r), {"action": "pushed", "data": {"peeraddr": b.addr, "peerShareId": bd["shareId"],
                                                           "transports": ["udp"]}})
-        self.assertEqual(b.recv(), {"action": "income",
+        self.assertEqual(punch_fields_ok(b.recv()), {"action": "income",
                                     "data": {"peeraddr": a.addr, "peerShareId": ad["shareId"],
                                              "transports": ["udp"], "addrTransport": "udp"}})
 

@@ -804,6 +804,8 @@ static const struct prio_field prio_fields[] = {
     { "token", "0123456789abcdef0123456789abcdef", PROTO_PRIO_TOKEN },
     { "predicted", "40002", PROTO_PRIO_PREDICTED },
     { "multiaddr", "/ip4/203.0.113.5/udp/40000", PROTO_PRIO_MULTIADDR },
+    { "nonce", "00112233445566778899aabbccddeeff", PROTO_PRIO_NONCE },
+    { "pubkey", "k3yk3yk3y=", PROTO_PRIO_PUBKEY },
 };
 #define N_PRIO_FIELDS (sizeof prio_fields / sizeof prio_fields[0])
 
@@ -831,9 +833,11 @@ static void test_encode_drop_order(void **state)
     for (size_t i = 0; i < N_PRIO_FIELDS; i++)
         proto_reply_str(&r, prio_fields[i].key, prio_fields[i].val, (enum proto_prio)prio_fields[i].prio);
 
-    /* The order is message, transports, multiaddr, candidates, predicted, nat, ttl, token, addr. */
-    static const char *const drop_order[] = { "message", "transports", "multiaddr", "candidates",
-                                              "predicted", "nat", "ttl", "token", "addr" };
+    /* The order is message, transports, multiaddr, pubkey, candidates, predicted, nat,
+     * nonce, ttl, token, addr. */
+    static const char *const drop_order[] = { "message", "transports", "multiaddr", "pubkey",
+                                              "candidates", "predicted", "nat", "nonce",
+                                              "ttl", "token", "addr" };
     size_t len_at[PROTO_PRIO_COUNT];
     char exp[PROTO_PRIO_COUNT][512];
     for (int k = 0; k < PROTO_PRIO_COUNT; k++)
@@ -875,7 +879,7 @@ static void test_encode_drop_order(void **state)
         assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(data, "shareId")));
         assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(data, "code")));
         int dropped = PROTO_PRIO_COUNT - 1 - want; /* how many optional fields are gone */
-        for (int d = 0; d < 9; d++) {
+        for (int d = 0; d < (int)(sizeof drop_order / sizeof drop_order[0]); d++) {
             int present = cJSON_HasObjectItem(data, drop_order[d]);
             if (present != (d >= dropped))
                 fail_msg("budget %zu: field %s present=%d, expected %d", budget, drop_order[d],
