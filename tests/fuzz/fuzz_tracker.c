@@ -1,0 +1,246 @@
+/* fuzz_tracker: the whole protocol logic through tracker.h, with a fixed
+ * clock and sinks that check everything punchd would send.
+ *
+ * Input: one settings byte, then records [op][len:2][bytes]. op's low bits
+ * pick a sender (8 UDP endpoints, IPv4 and IPv6, some sharing an IP; or 4
+ * WebSocket connections), others how far the clock moves first, and one
+ * closes the chosen WebSocket connection instead. Before a request is
+ * handed in, "$I<s>" and "$T<s>" in it become the shareId and token most
+ * recently given to sender s (s = 0-9, a, b), so the fuzzer can reach
+ * push, relay, override, renewal and attach without guessing random ids.
+ *
+ * Checked on every datagram the tracker sends: a compact JSON object in
+ * UTF-8, at most max_datagram bytes, addressed to a real sender's observed
+ * address; a reply goes to the requester and is at most 4x its request
+ * (only income and relayed go to others); a dropped datagram is never
+ * answered. Every WebSocket message is a JSON object in UTF-8. After each
+ * step: no more than max_peers live, and nothing due is left unexpired. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "fuzz.h"
+#include "proto.h"
+#include "registry.h"
+#include "tracker.h"
+
+#define FUZZ_T_UDP 8
+#define FUZZ_T_WS 4
+#define FUZZ_T_SLOTS (FUZZ_T_UDP + FUZZ_T_WS)
+#define FUZZ_T_REQ_MAX 4096
+
+struct fuzz_tracker {
+    struct config cfg;
+    struct tracker *t;
+    struct addr udp[FUZZ_T_UDP];
+    char conns[FUZZ_T_WS];          /* the connections' identities (addresses only) */
+    uint32_t conn_peer[FUZZ_T_WS];
+    int conn_open[FUZZ_T_WS];
+    char ids[FUZZ_T_SLOTS][16];     /* last shareId / token each sender was given */
+    char tokens[FUZZ_T_SLOTS][64];
+    /* The request being handled. */
+    int cur_slot;
+    size_t cur_len;
+    int cur_udp;
+    int replies;                    /* datagrams to the requester */
+    int sent;                       /* datagrams in all */
+};
+
+static int fuzz_t_slot_of_addr(const struct fuzz_tracker *f, const struct addr *a)
+{
+    for (int i = 0; i < FUZZ_T_UDP; i++)
+        if (addr_equal(&f->udp[i], a))
+            return i;
+    return -1;
+}
+
+/* Remembers a shareId/token handed to slot (announce, pulse renewal). */
+static void fuzz_t_learn(struct fuzz_tracker *f, int slot, const char *buf, size_t len)
+{
+    char v[64];
+    if (fuzz_json_str(buf, len, 1, "shareId", v, sizeof f->ids[0]) > 0)
+        memcpy(f->ids[slot], v, sizeof f->ids[0]);
+    if (fuzz_json_str(buf, len, 1, "token", v, sizeof f->tokens[0]) > 0)
+        memcpy(f->tokens[slot], v, sizeof f->tokens[0]);
+}
+
+static void fuzz_t_udp_sink(void *ctx, const struct addr *to, uint8_t local, const char *buf, size_t len)
+{
+    struct fuzz_tracker *f = ctx;
+    (void)local;
+    FUZZ_CHECK(f->cur_slot >= 0); /* only while a request is handled */
+    f->sent++;
+    FUZZ_CHECK(len <= (size_t)f->cfg.max_datagram);
+    FUZZ_CHECK(fuzz_json_object(buf, len));
+    int slot = fuzz_t_slot_of_addr(f, to);
+    FUZZ_CHECK(slot >= 0); /* never to an override or made-up address */
+    char action[32];
+    FUZZ_CHECK(fuzz_json_str(buf, len, 0, "action", action, sizeof action) > 0);
+    int notification = strcmp(action, "income") == 0 || strcmp(action, "relayed") == 0;
+    if (!notification) {
+        /* A reply: to the requester, and small (anti-amplification). */
+        FUZZ_CHECK(f->cur_udp && slot == f->cur_slot);
+        FUZZ_CHECK(len <= 4 * f->cur_len);
+        f->replies++;
+        FUZZ_CHECK(f->replies == 1);
+    }
+    fuzz_t_learn(f, slot, buf, len);
+}
+
+static void fuzz_t_ws_sink(void *ctx, void *conn, const char *buf, size_t len)
+{
+    struct fuzz_tracker *f = ctx;
+    FUZZ_CHECK(f->cur_slot >= 0);
+    int i = (int)((char *)conn - f->conns);
+    FUZZ_CHECK(i >= 0 && i < FUZZ_T_WS && f->conn_open[i]);
+    FUZZ_CHECK(fuzz_json_object(buf, len));
+    f->sent++;
+    fuzz_t_learn(f, FUZZ_T_UDP + i, buf, len);
+}
+
+static void fuzz_t_ws_close(void *ctx, void *conn, uint16_t code)
+{
+    struct fuzz_tracker *f = ctx;
+    int i = (int)((char *)conn - f->conns);
+    FUZZ_CHECK(i >= 0 && i < FUZZ_T_WS && f->conn_open[i]);
+    FUZZ_CHECK(code >= 1000 && code < 5000);
+    /* As ws.c does: the connection forgets its identity and closes. */
+    f->conn_peer[i] = REGISTRY_NIL;
+    f->conn_open[i] = 0;
+}
+
+/* Copies req[0..len) into out, replacing $I<s> / $T<s>; returns the new length. */
+static size_t fuzz_t_substitute(const struct fuzz_tracker *f, const uint8_t *req, size_t len, char *out,
+                                size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o < cap; i++) {
+        if (req[i] == '$' && i + 2 < len && (req[i + 1] == 'I' || req[i + 1] == 'T')) {
+            char c = (char)req[i + 2];
+            int s = c >= '0' && c <= '9' ? c - '0' : c == 'a' ? 10 : c == 'b' ? 11 : -1;
+            if (s >= 0) {
+                const char *v = req[i + 1] == 'I' ? f->ids[s] : f->tokens[s];
+                size_t n = strlen(v);
+                if (n > cap - o)
+                    n = cap - o;
+                memcpy(out + o, v, n);
+                o += n;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = (char)req[i];
+    }
+    return o;
+}
+
+static void fuzz_t_close_conn(struct fuzz_tracker *f, int i)
+{
+    if (f->conn_open[i])
+        tracker_ws_closed(f->t, &f->conns[i], f->conn_peer[i]);
+    f->conn_peer[i] = REGISTRY_NIL;
+    f->conn_open[i] = 0;
+}
+
+int fuzz_tracker_one(const uint8_t *data, size_t size)
+{
+    static const long datagram_sizes[4] = { 256, 512, 1472, 4096 };
+    static const uint64_t steps_ms[8] = { 0, 1, 100, 1000, 5000, 20000, 59000, 61000 };
+    fuzz_init();
+    fuzz_rand_reset();
+    if (size == 0)
+        return 0;
+    struct fuzz_in in = { data, size };
+    uint8_t settings = fuzz_u8(&in);
+    struct fuzz_tracker *f = calloc(1, sizeof *f);
+    char err[256];
+    if (!f)
+        abort();
+    config_defaults(&f->cfg);
+    f->cfg.compat = (settings & 1) ? CONFIG_COMPAT_SOBANI_APP : CONFIG_COMPAT_README;
+    f->cfg.max_datagram = datagram_sizes[settings >> 2 & 3];
+    f->cfg.max_peers = 4 + (settings >> 4 & 3) * 2;
+    f->cfg.peer_ttl = 60;
+    f->cfg.relay_max_bytes = 600;
+    f->cfg.relay_bytes_per_sec = (settings & 0x40) ? 0 : 1000;
+    if (settings & 0x80)
+        memcpy(f->cfg.token_key_hex, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 65);
+    FUZZ_CHECK(config_finish(&f->cfg, err, sizeof err) == 0);
+    f->t = tracker_new(&f->cfg);
+    tracker_set_sink(f->t, fuzz_t_udp_sink, f);
+    tracker_set_ws_sink(f->t, fuzz_t_ws_sink, fuzz_t_ws_close, f);
+    for (int i = 0; i < FUZZ_T_UDP; i++)
+        /* Pairs share an IP (two sockets behind one NAT); half are IPv6. */
+        fuzz_addr(&f->udp[i], (settings & 2) && i >= 4, (unsigned)(i / 2 + 1), (uint16_t)(40000 + i));
+    for (int i = 0; i < FUZZ_T_WS; i++)
+        f->conn_peer[i] = REGISTRY_NIL;
+    f->cur_slot = -1;
+
+    char *req = malloc(FUZZ_T_REQ_MAX);
+    if (!req)
+        abort();
+    uint64_t now = 1000000000;
+    while (in.left > 0) {
+        uint8_t op = fuzz_u8(&in);
+        size_t n = fuzz_u16(&in) % FUZZ_T_REQ_MAX;
+        if (n > in.left)
+            n = in.left;
+        const uint8_t *raw = in.p;
+        in.p += n, in.left -= n;
+        now += steps_ms[op >> 4 & 7];
+        int ws = (op & 8) != 0;
+        int slot = ws ? FUZZ_T_UDP + (op & 3) : (op & 7);
+        if (ws && (op & 0x80)) {
+            fuzz_t_close_conn(f, op & 3);
+        } else {
+            size_t len = fuzz_t_substitute(f, raw, n, req, FUZZ_T_REQ_MAX);
+            /* An exact-size copy, so a read past the request is caught. */
+            char *exact = malloc(len ? len : 1);
+            if (!exact)
+                abort();
+            memcpy(exact, req, len);
+            f->cur_slot = slot;
+            f->cur_len = len;
+            f->cur_udp = !ws;
+            f->replies = 0;
+            f->sent = 0;
+            struct tracker_src src;
+            memset(&src, 0, sizeof src);
+            if (ws) {
+                int i = op & 3;
+                if (!f->conn_open[i]) { /* a new connection in this slot */
+                    f->conn_open[i] = 1;
+                    f->conn_peer[i] = REGISTRY_NIL;
+                }
+                src.transport = TRACKER_WS;
+                fuzz_addr(&src.addr, 0, 200, (uint16_t)(50000 + i));
+                src.conn = &f->conns[i];
+                src.conn_peer = &f->conn_peer[i];
+                /* ws.c hands in only valid UTF-8 text. */
+                if (proto_utf8_valid((const unsigned char *)exact, len))
+                    tracker_on_ws_message(f->t, exact, len, &src, now);
+            } else {
+                src.transport = TRACKER_UDP;
+                src.local = (uint8_t)(op >> 7);
+                src.addr = f->udp[slot];
+                int rc = tracker_on_datagram(f->t, exact, len, &src, now);
+                FUZZ_CHECK(rc == 0 || (rc <= -1 && rc >= -PROTO_DROP_COUNT));
+                if (rc < 0)
+                    FUZZ_CHECK(f->sent == 0); /* garbage is never answered */
+            }
+            f->cur_slot = -1;
+            free(exact);
+        }
+        tracker_expire(f->t, now, 1u << 20);
+        uint64_t deadline;
+        if (tracker_next_expiry(f->t, &deadline) == 0)
+            FUZZ_CHECK(deadline > now);
+        FUZZ_CHECK(registry_count(tracker_registry(f->t)) <= (uint32_t)f->cfg.max_peers);
+    }
+    for (int i = 0; i < FUZZ_T_WS; i++)
+        fuzz_t_close_conn(f, i);
+    free(req);
+    tracker_free(f->t);
+    free(f);
+    return 0;
+}
