@@ -31,6 +31,10 @@ void fuzz_init(void);
  * each input so an input's behaviour never depends on the inputs before it. */
 void fuzz_rand_reset(void);
 
+/* 1 when $PUNCHD_FUZZ_TRACE is set: harnesses then print what they send
+ * and receive on stderr, to read what a saved input does. */
+int fuzz_trace(void);
+
 /* Reports a broken invariant on stderr and aborts (libFuzzer then saves the
  * input; the replay driver reports the file). Never returns. */
 void fuzz_fail(const char *file, int line, const char *what) __attribute__((noreturn));

@@ -60,6 +60,14 @@ void fuzz_init(void)
     }
 }
 
+int fuzz_trace(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = getenv("PUNCHD_FUZZ_TRACE") != NULL;
+    return v;
+}
+
 void fuzz_fail(const char *file, int line, const char *what)
 {
     fprintf(stderr, "fuzz: invariant broken at %s:%d: %s\n", file, line, what);

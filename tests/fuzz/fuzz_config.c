@@ -31,6 +31,20 @@ static void fuzz_config_check_err(int rc, const char *err, size_t cap)
     }
 }
 
+/* A CIDR list: bounded, each prefix valid with its host bits clear. */
+static void fuzz_config_check_cidrs(const struct config_cidrs *l)
+{
+    FUZZ_CHECK(l->n <= CONFIG_CIDRS_MAX);
+    for (unsigned i = 0; i < l->n; i++) {
+        const struct addr_cidr *c = &l->c[i];
+        FUZZ_CHECK(c->net.family == AF_INET || c->net.family == AF_INET6);
+        FUZZ_CHECK(c->bits <= (c->net.family == AF_INET ? 32 : 128));
+        FUZZ_CHECK(addr_in_cidr(&c->net, c) == 1);
+        for (unsigned b = c->bits; b < 128; b++)
+            FUZZ_CHECK(!(c->net.ip[b / 8] & (0x80 >> (b % 8))));
+    }
+}
+
 /* Every key within the ranges the README documents. */
 static void fuzz_config_check(const struct config *c)
 {
@@ -53,6 +67,18 @@ static void fuzz_config_check(const struct config *c)
     FUZZ_CHECK(c->ws_max_queued >= 4096 && c->ws_max_queued <= 1073741824);
     FUZZ_CHECK(c->relay_max_bytes >= 1 && c->relay_max_bytes <= 1048576);
     FUZZ_CHECK(c->relay_bytes_per_sec >= 0 && c->relay_bytes_per_sec <= 1000000000);
+    FUZZ_CHECK(memchr(c->probe_bind, 0, sizeof c->probe_bind) != NULL);
+    FUZZ_CHECK(c->probe_bind[0] == '\0' || addr_parse_ip(&a, c->probe_bind, 0) == 0);
+    FUZZ_CHECK(c->probe_port >= 0 && c->probe_port <= 65535);
+    FUZZ_CHECK(c->rate_requests_per_sec >= 0 && c->rate_requests_burst >= 1);
+    FUZZ_CHECK(c->rate_income_per_sec >= 0 && c->rate_income_burst >= 1);
+    FUZZ_CHECK(c->rate_response_bytes_per_sec >= 0 && c->max_connections_per_ip >= 0);
+    fuzz_config_check_cidrs(&c->rate_exempt);
+    fuzz_config_check_cidrs(&c->trusted_proxies);
+    FUZZ_CHECK(c->retry_threshold >= 0.0 && c->retry_threshold <= 1.0); /* false for NaN too */
+    FUZZ_CHECK(memchr(c->access_key, 0, sizeof c->access_key) != NULL);
+    FUZZ_CHECK(memchr(c->metrics_key, 0, sizeof c->metrics_key) != NULL);
+    FUZZ_CHECK(c->workers >= 1 && c->workers <= 64);
 }
 
 /* A file holding text[0..len), named by a /proc path valid until closed. */

@@ -185,6 +185,11 @@ CONFIGS = {
     "future-keys": (j({"rate_requests_per_sec": 100, "rate_requests_burst": 200, "access_key": "k",
                        "rate_exempt": ["10.0.0.0/8"], "retry_threshold": 0.5}), []),
     "help": ("{}", ["--help"]),
+    "hardening": (j({"rate_requests_per_sec": 0, "rate_income_burst": 1, "max_connections_per_ip": 512,
+                     "rate_exempt": ["100.64.0.0/10", "2001:db8::/33", "192.0.2.1"], "retry_threshold": 1,
+                     "access_key": "s3cret", "metrics_key": "m", "trusted_proxies": ["127.0.0.1/32"],
+                     "probe_bind": "127.0.0.2", "probe_port": 3001, "workers": 2}),
+                  ["--rate-exempt", "10.1.2.3/8", "--retry-threshold", "0.25", "--probe-bind", ""]),
 }
 for i, (name, (text, words)) in enumerate(CONFIGS.items()):
     data = bytes([1 if words and words[0].startswith("--") else i % 2]) + text.encode()
@@ -193,7 +198,7 @@ for i, (name, (text, words)) in enumerate(CONFIGS.items()):
     put("config", name, data)
 
 
-# ---- tracker: [settings] then records [op][len:2][bytes] ----
+# ---- tracker: [settings][more settings] then records [op][len:2][bytes] ----
 def rec(op, payload):
     if isinstance(payload, dict):
         payload = j(payload)
@@ -230,10 +235,25 @@ TRACKER = {
     "full": [rec(UDP(s), REQUESTS["announce"]) for s in range(8)] + [rec(WSC(c), REQUESTS["announce"]) for c in range(4)],
     "hostile": [rec(UDP(5), RAW["array"]), rec(UDP(5), RAW["bad-utf8"]), rec(UDP(5), REQUESTS["nosql"]),
                 rec(UDP(5), REQUESTS["unknown"]), rec(UDP(5), "x" * 1500), rec(WSC(2), "not json")],
+    "retry-cookie": [
+        rec(UDP(0), REQUESTS["announce-padded"]), rec(UDP(1), REQUESTS["announce-padded"]),
+        rec(UDP(2), REQUESTS["announce-padded"]), rec(UDP(2, 1), {"action": "announce", "cookie": "$C2", "pad": PAD}),
+        rec(UDP(6, 4), {"action": "announce", "cookie": "$C2", "pad": PAD}),
+    ],
+    "access-key": [
+        rec(UDP(0), {"action": "announce", "key": "k3y", "pad": PAD}), rec(UDP(1), REQUESTS["announce-padded"]),
+        rec(UDP(1), REQUESTS["announce-padded"]), rec(UDP(1, 3), {"action": "announce", "key": "wrong", "pad": PAD}),
+        rec(WSC(0), {"action": "announce", "key": "k3y"}), rec(WSC(0), {"action": "push", "shareId": "$I0", "key": "k3y"}),
+    ],
+    "flood": [rec(UDP(3, 1 if k % 5 == 0 else 0), REQUESTS["announce-padded"] if k % 3 else "garbage") for k in range(40)],
     "relay-limits": [
         rec(WSC(0), REQUESTS["announce"]), rec(WSC(1), REQUESTS["announce"]),
     ] + [rec(WSC(1, 1), {"action": "relay", "shareId": "$I8", "data": {"x": "y" * 500}}) for _ in range(4)],
 }
+# more settings: bit 0 access key "k3y", bits 1-2 retry threshold (1, .5, .25, 0),
+# bits 3-4 rate limits (0: off, 1: tight, else defaults), bit 5 IPv4 senders exempt.
+SETTINGS = {"retry-cookie": (0x08, 0x0a), "access-key": (0x08, 0x01), "flood": (0x08, 0x08),
+            "relay-limits": (0x08, 0x28)}
 for i, (name, recs) in enumerate(TRACKER.items()):
-    settings = [0x00, 0x06, 0x4a, 0x81, 0x30, 0x09, 0x08][i % 7]
-    put("tracker", name, bytes([settings]) + b"".join(recs))
+    settings, more = SETTINGS.get(name, ([0x00, 0x06, 0x4a, 0x81, 0x30, 0x09, 0x08][i % 7], 0x10))
+    put("tracker", name, bytes([settings, more]) + b"".join(recs))
