@@ -30,6 +30,8 @@ struct http_head {
     uint8_t has_key, has_version;
     char key[64];             /* Sec-WebSocket-Key, trimmed */
     char version[16];         /* Sec-WebSocket-Version, trimmed */
+    char auth[160];           /* Authorization (longer values are cut: they match no key) */
+    char forwarded[64];       /* X-Forwarded-For (first 63 bytes) */
 };
 
 struct http_reader {
@@ -73,6 +75,11 @@ enum http_route {
 };
 
 enum http_route http_route(const struct http_head *h);
+
+/* The credential a request presents: the query's key= value (percent-
+ * decoded), else an "Authorization: Bearer <token>" token. Writes it
+ * NUL-terminated into out; returns its length, or -1 if none (or too long). */
+int http_credential(const struct http_head *h, char *out, size_t cap);
 
 /* 1 if key is base64 of exactly 16 bytes (RFC 6455 4.2.1). */
 int http_ws_key_valid(const char *key);

@@ -79,6 +79,13 @@ void tracker_on_ws_message(struct tracker *t, const char *buf, size_t len,
  * no UDP side. */
 void tracker_ws_closed(struct tracker *t, void *conn, uint32_t peer);
 
+/* A WebSocket message over its connection's request rate: answered with
+ * rateLimited at most once per second per source IP, else ignored. */
+void tracker_ws_rate_limited(struct tracker *t, const struct tracker_src *src, uint64_t now_ms);
+
+/* Counts a refusal at a limit enforced at the edge (e.g. connections per IP). */
+void tracker_count_limit(struct tracker *t, enum stats_limit which);
+
 /* Counts a datagram the transport dropped before handing it in (e.g. too large). */
 void tracker_count_drop(struct tracker *t, enum proto_drop reason);
 

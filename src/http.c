@@ -8,7 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-enum { HTTP_H_OTHER = 0, HTTP_H_UPGRADE, HTTP_H_CONNECTION, HTTP_H_KEY, HTTP_H_VERSION };
+enum { HTTP_H_OTHER = 0, HTTP_H_UPGRADE, HTTP_H_CONNECTION, HTTP_H_KEY, HTTP_H_VERSION, HTTP_H_AUTH,
+       HTTP_H_FORWARDED };
 
 static const char http_ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -110,6 +111,10 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
                 r->header = HTTP_H_KEY;
             else if (strcasecmp(r->field, "Sec-WebSocket-Version") == 0)
                 r->header = HTTP_H_VERSION;
+            else if (strcasecmp(r->field, "Authorization") == 0)
+                r->header = HTTP_H_AUTH;
+            else if (strcasecmp(r->field, "X-Forwarded-For") == 0)
+                r->header = HTTP_H_FORWARDED;
         }
     }
     switch (r->header) {
@@ -129,6 +134,12 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
     case HTTP_H_VERSION:
         h->has_version = 1;
         http_append(h->version, sizeof h->version, at, len);
+        break;
+    case HTTP_H_AUTH:
+        http_append(h->auth, sizeof h->auth, at, len);
+        break;
+    case HTTP_H_FORWARDED:
+        http_append(h->forwarded, sizeof h->forwarded, at, len);
         break;
     default:
         break;
@@ -221,6 +232,55 @@ enum http_feed http_reader_feed(struct http_reader *r, const char *buf, size_t l
     if (e != HPE_OK && e != HPE_PAUSED)
         return HTTP_FEED_ERROR;
     return HTTP_FEED_AGAIN;
+}
+
+static int http_hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int http_credential(const struct http_head *h, char *out, size_t cap)
+{
+    /* ?key=... anywhere in the query string. */
+    const char *q = h->query;
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        if (n > 4 && strncmp(q, "key=", 4) == 0) {
+            size_t o = 0;
+            for (size_t i = 4; i < n; i++) {
+                char c = q[i];
+                if (c == '%' && i + 2 < n && http_hexval(q[i + 1]) >= 0 && http_hexval(q[i + 2]) >= 0) {
+                    c = (char)(http_hexval(q[i + 1]) * 16 + http_hexval(q[i + 2]));
+                    i += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (o + 1 >= cap)
+                    return -1;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return (int)o;
+        }
+        q += n;
+        if (*q == '&')
+            q++;
+    }
+    if (strncasecmp(h->auth, "Bearer ", 7) == 0) {
+        const char *tok = h->auth + 7;
+        while (*tok == ' ')
+            tok++;
+        size_t n = strlen(tok);
+        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+            n--;
+        if (n == 0 || n + 1 > cap)
+            return -1;
+        memcpy(out, tok, n);
+        out[n] = '\0';
+        return (int)n;
+    }
+    return -1;
 }
 
 int http_ws_key_valid(const char *key)

@@ -38,7 +38,14 @@ size_t metrics_render(char *out, size_t cap, const struct stats *st, const struc
 {
     static const char *const transports[STATS_TRANSPORT_COUNT] = { "udp", "ws" };
     static const enum proto_action actions[] = { PROTO_ACT_ANNOUNCE, PROTO_ACT_PULSE,
-                                                 PROTO_ACT_ALIVE, PROTO_ACT_PUSH, PROTO_ACT_RELAY };
+                                                 PROTO_ACT_ALIVE, PROTO_ACT_PUSH, PROTO_ACT_RELAY,
+                                                 PROTO_ACT_PROBE };
+    static const char *const limits[STATS_L_COUNT] = {
+        [STATS_L_REQUESTS] = "requests",          [STATS_L_INCOME] = "income",
+        [STATS_L_RESPONSE_BYTES] = "response_bytes", [STATS_L_CONNECTIONS_PER_IP] = "connections_per_ip",
+        [STATS_L_CONNECTIONS] = "connections",    [STATS_L_ACCESS_KEY] = "access_key",
+        [STATS_L_RETRY] = "retry",                [STATS_L_FULL] = "max_peers",
+    };
     struct metrics_w w = { out, cap, 0, 0 };
 
     metrics_head(&w, "punchd_peers", "gauge", "Live identities (shareIds).");
@@ -69,6 +76,12 @@ size_t metrics_render(char *out, size_t cap, const struct stats *st, const struc
     for (int d = 0; d < PROTO_DROP_COUNT; d++)
         metrics_printf(&w, "punchd_dropped_datagrams_total{reason=\"%s\"} %llu\n",
                        proto_drop_name((enum proto_drop)d), (unsigned long long)st->dropped[d]);
+
+    metrics_head(&w, "punchd_limited_total", "counter",
+                 "Requests refused, left unanswered or datagrams not sent at a limit, by limit.");
+    for (int l = 0; l < STATS_L_COUNT; l++)
+        metrics_printf(&w, "punchd_limited_total{limit=\"%s\"} %llu\n", limits[l],
+                       (unsigned long long)st->limited[l]);
 
     metrics_head(&w, "punchd_relayed_bytes_total", "counter", "Relay payload bytes delivered.");
     metrics_printf(&w, "punchd_relayed_bytes_total %llu\n", (unsigned long long)st->relayed_bytes);

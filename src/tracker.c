@@ -9,6 +9,7 @@
 
 #include "ids.h"
 #include "proto.h"
+#include "ratelimit.h"
 #include "xmem.h"
 
 #define TRACKER_BUF_MIN 65536 /* > the largest max_datagram (65507) + NUL */
@@ -17,6 +18,9 @@
 #define TRACKER_SEQ_STEP_MAX 16 /* ports between two mappings of a "sequential" NAT */
 #define TRACKER_PREDICTED 4     /* ports predicted for a sequential NAT */
 #define TRACKER_NONCE_BYTES 16  /* pairing nonce: 32 hex characters */
+#define TRACKER_RL_SLOTS 32768  /* buckets per limiter table (see ratelimit.h) */
+#define TRACKER_COOKIE_BYTES 16 /* retry cookie MAC, sent as 22 base64url characters */
+#define TRACKER_COOKIE_WINDOW_MS 30000 /* a cookie is good for this window and the next */
 
 struct tracker {
     const struct config *cfg;
@@ -29,6 +33,13 @@ struct tracker {
     tracker_send_fn probe_send;    /* probe socket sink (NULL: no probe socket) */
     void *probe_ctx;
     struct addr probe_bound;
+    struct ratelimit *rl_req;      /* UDP requests per source IP */
+    struct ratelimit *rl_income;   /* income per target shareId */
+    struct ratelimit *rl_resp;     /* UDP bytes sent per destination IP */
+    struct ratelimit *rl_notice;   /* "you are limited" at most once a second per IP */
+    unsigned char cookie_key[crypto_auth_KEYBYTES];
+    unsigned char access_hash[crypto_generichash_BYTES]; /* of access_key, for comparing */
+    uint64_t now;                  /* time of the request being handled */
     struct stats st;
     size_t req_len;                /* bytes of the request being answered */
     struct proto_req req;          /* the request being answered */
@@ -50,6 +61,7 @@ static const char *const tracker_error_codes[STATS_E_COUNT] = {
     [STATS_E_UNREACHABLE] = "unreachable",
     [STATS_E_TOO_LARGE] = "tooLarge",
     [STATS_E_RATE_LIMITED] = "rateLimited",
+    [STATS_E_RETRY] = "retry",
 };
 
 const char *tracker_error_code(enum stats_error e)
@@ -71,6 +83,16 @@ struct tracker *tracker_new(const struct config *cfg)
     t->out_cap = TRACKER_BUF_MIN;
     if ((size_t)cfg->relay_max_bytes + TRACKER_ENVELOPE > t->out_cap)
         t->out_cap = (size_t)cfg->relay_max_bytes + TRACKER_ENVELOPE;
+    t->rl_req = ratelimit_new(TRACKER_RL_SLOTS, (double)cfg->rate_requests_per_sec,
+                              (double)cfg->rate_requests_burst);
+    t->rl_income = ratelimit_new(TRACKER_RL_SLOTS, (double)cfg->rate_income_per_sec,
+                                 (double)cfg->rate_income_burst);
+    t->rl_resp = ratelimit_new(TRACKER_RL_SLOTS, (double)cfg->rate_response_bytes_per_sec,
+                               2. * (double)cfg->rate_response_bytes_per_sec);
+    t->rl_notice = ratelimit_new(TRACKER_RL_SLOTS, 0, 1);
+    crypto_auth_keygen(t->cookie_key);
+    crypto_generichash(t->access_hash, sizeof t->access_hash, (const unsigned char *)cfg->access_key,
+                       strlen(cfg->access_key), NULL, 0);
     t->scratch = xmalloc(t->scratch_cap);
     t->payload = xmalloc(t->payload_cap);
     t->out = xmalloc(t->out_cap);
@@ -82,6 +104,10 @@ void tracker_free(struct tracker *t)
     if (!t)
         return;
     registry_free(t->reg);
+    ratelimit_free(t->rl_req);
+    ratelimit_free(t->rl_income);
+    ratelimit_free(t->rl_resp);
+    ratelimit_free(t->rl_notice);
     free(t->scratch);
     free(t->payload);
     free(t->out);
@@ -118,6 +144,41 @@ void tracker_count_drop(struct tracker *t, enum proto_drop reason)
         t->st.dropped[reason]++;
 }
 
+void tracker_count_limit(struct tracker *t, enum stats_limit which)
+{
+    if ((unsigned)which < STATS_L_COUNT)
+        t->st.limited[which]++;
+}
+
+/* ---- limits ---- */
+
+/* 1 if a's IP is inside one of the rate_exempt networks. */
+static int tracker_exempt(const struct tracker *t, const struct addr *a)
+{
+    for (unsigned i = 0; i < t->cfg->rate_exempt.n; i++)
+        if (addr_in_cidr(a, &t->cfg->rate_exempt.c[i]))
+            return 1;
+    return 0;
+}
+
+/* Response rate limiting (as DNS servers do against reflection): UDP bytes
+ * to any one IP, whatever the requests claimed as their source. */
+static int tracker_resp_ok(struct tracker *t, const struct addr *to, size_t len)
+{
+    uint8_t k[9];
+    if (tracker_exempt(t, to) || ratelimit_take(t->rl_resp, k, ratelimit_ip_key(to, k), (double)len, t->now))
+        return 1;
+    t->st.limited[STATS_L_RESPONSE_BYTES]++;
+    return 0;
+}
+
+/* 1 if src may be told it hit a limit now (once per second per IP). */
+static int tracker_notice(struct tracker *t, const struct tracker_src *src)
+{
+    uint8_t k[9];
+    return ratelimit_notice(t->rl_notice, k, ratelimit_ip_key(&src->addr, k), t->now);
+}
+
 /* ---- sending ---- */
 
 static int tracker_app(const struct tracker *t) { return t->cfg->compat == CONFIG_COMPAT_SOBANI_APP; }
@@ -140,6 +201,8 @@ static int tracker_send_udp(struct tracker *t, const struct addr *to, uint8_t lo
     ssize_t n = tracker_encode(t, r, budget);
     if (n < 0)
         return -1;
+    if (!tracker_resp_ok(t, to, (size_t)n))
+        return 0; /* dropped like a lost datagram: the limit is per destination */
     if (t->send)
         t->send(t->send_ctx, to, local, t->out, (size_t)n);
     return 0;
@@ -166,7 +229,7 @@ static void tracker_reply(struct tracker *t, const struct tracker_src *src, cons
         if (budget > (size_t)t->cfg->max_datagram)
             budget = (size_t)t->cfg->max_datagram;
         ssize_t n = tracker_encode(t, r, budget);
-        if (n >= 0 && t->probe_send)
+        if (n >= 0 && t->probe_send && tracker_resp_ok(t, &src->addr, (size_t)n))
             t->probe_send(t->probe_ctx, &src->addr, src->local, t->out, (size_t)n);
     } else {
         tracker_send_udp(t, &src->addr, src->local, r, TRACKER_AMPLIFICATION * t->req_len);
@@ -178,6 +241,8 @@ static void tracker_error(struct tracker *t, const struct tracker_src *src, enum
 {
     struct proto_reply r;
     t->st.errors[code]++;
+    if (code == STATS_E_FULL)
+        t->st.limited[STATS_L_FULL]++;
     proto_reply_init(&r, "error", 1);
     proto_reply_str(&r, "code", tracker_error_codes[code], PROTO_KEEP);
     proto_reply_str(&r, "message", message, PROTO_PRIO_MESSAGE);
@@ -217,6 +282,75 @@ static int tracker_token_ok(const struct tracker *t, const char id[IDS_LEN])
     const struct proto_field *tok = tracker_f(t, PROTO_K_TOKEN);
     return tok->type == PROTO_T_STRING && !tok->too_long &&
            ids_token_verify(&t->cfg->token_key, id, tok->s, tok->len) == 0;
+}
+
+/* 1 if no access_key is set or the request's "key" is it. Compared as
+ * hashes in constant time, so neither content nor length leaks. */
+static int tracker_access_ok(const struct tracker *t)
+{
+    if (!t->cfg->access_key[0])
+        return 1;
+    const struct proto_field *k = tracker_f(t, PROTO_K_KEY);
+    if (k->type != PROTO_T_STRING || k->too_long)
+        return 0;
+    unsigned char h[crypto_generichash_BYTES];
+    crypto_generichash(h, sizeof h, (const unsigned char *)k->s, k->len, NULL, 0);
+    return sodium_memcmp(h, t->access_hash, sizeof h) == 0;
+}
+
+/* The retry cookie for address a in time window w: a MAC, no state kept. */
+static void tracker_cookie(const struct tracker *t, const struct addr *a, uint64_t w,
+                           char out[sodium_base64_ENCODED_LEN(TRACKER_COOKIE_BYTES,
+                                                              sodium_base64_VARIANT_URLSAFE_NO_PADDING)])
+{
+    unsigned char msg[sizeof *a + sizeof w], mac[crypto_auth_BYTES];
+    memcpy(msg, a, sizeof *a);
+    memcpy(msg + sizeof *a, &w, sizeof w);
+    crypto_auth(mac, msg, sizeof msg, t->cookie_key);
+    sodium_bin2base64(out, sodium_base64_ENCODED_LEN(TRACKER_COOKIE_BYTES,
+                                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                      mac, TRACKER_COOKIE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+#define TRACKER_COOKIE_LEN \
+    sodium_base64_ENCODED_LEN(TRACKER_COOKIE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+
+/* 1 if the request carries a cookie minted for its source in this window or the last. */
+static int tracker_cookie_ok(const struct tracker *t, const struct tracker_src *src)
+{
+    const struct proto_field *c = tracker_f(t, PROTO_K_COOKIE);
+    if (c->type != PROTO_T_STRING || c->len != TRACKER_COOKIE_LEN - 1)
+        return 0;
+    uint64_t w = t->now / TRACKER_COOKIE_WINDOW_MS;
+    char want[TRACKER_COOKIE_LEN];
+    int ok = 0;
+    for (uint64_t k = 0; k < 2 && k <= w; k++) {
+        tracker_cookie(t, &src->addr, w - k, want);
+        ok |= sodium_memcmp(want, c->s, TRACKER_COOKIE_LEN - 1) == 0;
+    }
+    return ok;
+}
+
+/* Above retry_threshold, a new UDP peer must first prove it receives at its
+ * source address (as QUIC Retry does): returns 1 after answering "retry". */
+static int tracker_retry(struct tracker *t, const struct tracker_src *src)
+{
+    double threshold = t->cfg->retry_threshold;
+    if (src->transport != TRACKER_UDP || threshold >= 1 ||
+        (double)registry_count(t->reg) < threshold * (double)registry_capacity(t->reg) ||
+        tracker_cookie_ok(t, src))
+        return 0;
+    char cookie[TRACKER_COOKIE_LEN];
+    tracker_cookie(t, &src->addr, t->now / TRACKER_COOKIE_WINDOW_MS, cookie);
+    struct proto_reply r;
+    proto_reply_init(&r, "error", 1);
+    proto_reply_str(&r, "code", "retry", PROTO_KEEP);
+    proto_reply_str(&r, "cookie", cookie, PROTO_KEEP);
+    proto_reply_str(&r, "message", "repeat this announce with the cookie", PROTO_PRIO_MESSAGE);
+    t->st.errors[STATS_E_RETRY]++;
+    t->st.limited[STATS_L_RETRY]++;
+    tracker_reply(t, src, &r);
+    return 1;
 }
 
 /* A multiaddr, if sent, must be a string of at most REGISTRY_MULTIADDR_MAX bytes. */
@@ -333,7 +467,8 @@ static const char *tracker_transports(const struct peer *p)
 static const struct addr *tracker_public_addr(const struct peer *p, const char **transport)
 {
     *transport = "udp";
-    if (p->extra && p->extra->override.family)
+    /* The override stands for the UDP side: it goes when that side expires. */
+    if (p->addr.family && p->extra && p->extra->override.family)
         return &p->extra->override;
     if (p->addr.family || !(p->flags & PEER_WS))
         return &p->addr;
@@ -536,6 +671,8 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
             return;
         }
         if (pi == REGISTRY_NIL) {
+            if (tracker_retry(t, src))
+                return;
             pi = tracker_add_peer(t, sid->s, src, now);
             if (pi == REGISTRY_NIL) {
                 tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
@@ -548,6 +685,8 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         pi = cur;
     } else {
         char id[IDS_LEN];
+        if (tracker_retry(t, src))
+            return;
         if (registry_count(t->reg) >= registry_capacity(t->reg) || tracker_new_id(t, id) != 0 ||
             (pi = tracker_add_peer(t, id, src, now)) == REGISTRY_NIL) {
             tracker_error(t, src, STATS_E_FULL, "tracker is full, retry later");
@@ -711,6 +850,14 @@ static void tracker_push(struct tracker *t, const struct tracker_src *src, uint6
     uint32_t ai, bi;
     if (tracker_pair(t, src, &ai, &bi) != 0)
         return;
+    /* A push flood must not aim income at a victim: income per target is capped. */
+    if (!tracker_exempt(t, &src->addr) &&
+        !ratelimit_take(t->rl_income, registry_peer(t->reg, bi)->id, IDS_LEN, 1, now)) {
+        t->st.limited[STATS_L_INCOME]++;
+        if (tracker_notice(t, src))
+            tracker_error(t, src, STATS_E_RATE_LIMITED, "too many pushes to this peer, retry later");
+        return;
+    }
     tracker_seen(t, ai, src, now);
 
     /* Both sides learn each other at the same moment: that is what makes
@@ -889,12 +1036,30 @@ static int tracker_decode(struct tracker *t, const char *buf, size_t len)
                               t->payload_cap, (size_t)t->cfg->relay_max_bytes);
 }
 
-int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
-                        const struct tracker_src *src, uint64_t now_ms)
+/* The checks every UDP request passes before its action: the per-IP request
+ * rate (before parsing: garbage counts too), then the access key. Returns 1
+ * to go on with t->req decoded, 0 when handled (answered or silent), or
+ * -1 - enum proto_drop for a dropped datagram. */
+static int tracker_udp_gate(struct tracker *t, const char *buf, size_t len,
+                            const struct tracker_src *src, uint64_t now_ms)
 {
+    t->now = now_ms;
     if (len > (size_t)t->cfg->max_datagram) {
         t->st.dropped[PROTO_DROP_TOO_LARGE]++;
         return -1 - PROTO_DROP_TOO_LARGE;
+    }
+    uint8_t k[9];
+    size_t kl = ratelimit_ip_key(&src->addr, k);
+    if (!tracker_exempt(t, &src->addr) && !ratelimit_take(t->rl_req, k, kl, 1, now_ms)) {
+        t->st.limited[STATS_L_REQUESTS]++;
+        /* Once a second a request (never garbage) is told; then silence.
+         * Decoding only when that is due keeps a flood cheap. */
+        if (!ratelimit_notice_due(t->rl_notice, k, kl, now_ms) || tracker_decode(t, buf, len) < 0)
+            return 0;
+        ratelimit_notice(t->rl_notice, k, kl, now_ms);
+        t->req_len = len;
+        tracker_error(t, src, STATS_E_RATE_LIMITED, "too many requests from this address, slow down");
+        return 0;
     }
     int rc = tracker_decode(t, buf, len);
     if (rc < 0) {
@@ -903,25 +1068,30 @@ int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
     }
     t->req_len = len;
     t->st.requests[STATS_UDP][t->req.action]++;
-    tracker_dispatch(t, src, now_ms);
-    return 0;
+    if (!tracker_access_ok(t)) {
+        t->st.limited[STATS_L_ACCESS_KEY]++;
+        if (tracker_notice(t, src))
+            tracker_error(t, src, STATS_E_UNAUTHORIZED, "this tracker needs an access key (\"key\")");
+        return 0;
+    }
+    return 1;
+}
+
+int tracker_on_datagram(struct tracker *t, const char *buf, size_t len,
+                        const struct tracker_src *src, uint64_t now_ms)
+{
+    int rc = tracker_udp_gate(t, buf, len, src, now_ms);
+    if (rc == 1)
+        tracker_dispatch(t, src, now_ms);
+    return rc < 0 ? rc : 0;
 }
 
 int tracker_on_probe(struct tracker *t, const char *buf, size_t len, const struct tracker_src *src,
                      uint64_t now_ms)
 {
-    (void)now_ms;
-    if (len > (size_t)t->cfg->max_datagram) {
-        t->st.dropped[PROTO_DROP_TOO_LARGE]++;
-        return -1 - PROTO_DROP_TOO_LARGE;
-    }
-    int rc = proto_decode(buf, len, t->scratch, t->scratch_cap, &t->req);
-    if (rc < 0) {
-        t->st.dropped[-1 - rc]++;
-        return rc;
-    }
-    t->req_len = len;
-    t->st.requests[STATS_UDP][t->req.action]++;
+    int rc = tracker_udp_gate(t, buf, len, src, now_ms);
+    if (rc != 1)
+        return rc < 0 ? rc : 0;
     if (t->req.action == PROTO_ACT_PROBE)
         tracker_probe(t, src);
     else
@@ -932,6 +1102,7 @@ int tracker_on_probe(struct tracker *t, const char *buf, size_t len, const struc
 void tracker_on_ws_message(struct tracker *t, const char *buf, size_t len,
                            const struct tracker_src *src, uint64_t now_ms)
 {
+    t->now = now_ms;
     t->req_len = len;
     if (len + 1 > t->scratch_cap || tracker_decode(t, buf, len) < 0) {
         t->st.requests[STATS_WS][PROTO_ACT_NONE]++;
@@ -940,6 +1111,14 @@ void tracker_on_ws_message(struct tracker *t, const char *buf, size_t len,
     }
     t->st.requests[STATS_WS][t->req.action]++;
     tracker_dispatch(t, src, now_ms);
+}
+
+void tracker_ws_rate_limited(struct tracker *t, const struct tracker_src *src, uint64_t now_ms)
+{
+    t->now = now_ms;
+    t->st.limited[STATS_L_REQUESTS]++;
+    if (tracker_notice(t, src))
+        tracker_error(t, src, STATS_E_RATE_LIMITED, "too many messages on this connection, slow down");
 }
 
 void tracker_ws_closed(struct tracker *t, void *conn, uint32_t pi)

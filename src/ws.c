@@ -10,9 +10,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <wslay/wslay.h>
 
 #include "clock.h"
+#include "connlimit.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,6 +52,10 @@ struct ws_conn {
     uint64_t last_rx;           /* ms: last byte from the client */
     struct wsframe_scan scan;   /* frame headers, checked before their payload is read */
     uint16_t verdict;           /* close code due once the bytes before a refused header are in */
+    uint8_t ip_counted;         /* counted in the server's connlimit */
+    uint8_t exempt;             /* the source IP is in rate_exempt */
+    double msg_tokens;          /* message bucket (rate_requests_per_sec per connection) */
+    uint64_t msg_ms;
 };
 
 struct ws_server {
@@ -64,6 +70,9 @@ struct ws_server {
     unsigned nws;               /* of which upgraded to WebSocket */
     struct ws_conn *conns;
     uint64_t started;
+    struct connlimit *per_ip;   /* NULL when max_connections_per_ip is 0 */
+    unsigned char access_hash[crypto_generichash_BYTES];  /* of access_key */
+    unsigned char metrics_hash[crypto_generichash_BYTES]; /* of metrics_key */
 };
 
 static void ws_conn_update(struct ws_conn *c);
@@ -102,6 +111,8 @@ static void ws_conn_destroy(struct ws_conn *c)
     s->nconns--;
     if (c->state != WS_HTTP)
         s->nws--;
+    if (c->ip_counted)
+        connlimit_del(s->per_ip, &c->addr);
     free(c);
 }
 
@@ -165,16 +176,42 @@ static void ws_gauges(const struct ws_server *s, struct metrics_gauges *g)
 
 static int ws_upgrade(struct ws_conn *c);
 
+/* 1 if the request presents the secret whose hash is want (or none is set). */
+static int ws_credential_ok(const struct http_head *h, const char *secret, const unsigned char *want)
+{
+    if (!secret[0])
+        return 1;
+    char cred[CONFIG_SECRET_MAX + 2];
+    int n = http_credential(h, cred, sizeof cred);
+    if (n < 0)
+        return 0;
+    unsigned char got[crypto_generichash_BYTES];
+    crypto_generichash(got, sizeof got, (const unsigned char *)cred, (size_t)n, NULL, 0);
+    return sodium_memcmp(got, want, sizeof got) == 0;
+}
+
 /* Handles one complete request. Returns 1 to keep reading requests. */
 static int ws_http_request(struct ws_conn *c)
 {
     const struct http_head *h = &c->http->head;
+    const struct config *cfg = c->srv->cfg;
     int keep = h->keep_alive && !c->over_limit;
     enum http_route route = http_route(h);
     struct metrics_gauges g;
     ws_gauges(c->srv, &g);
     if (c->over_limit && route != HTTP_ROUTE_UPGRADE) {
         ws_http_error(c, 503, "too many connections", "Retry-After: 1\r\n", 0);
+        return 0;
+    }
+    /* The access key comes before the upgrade checks (426/400): whoever lacks
+     * it learns nothing more about the endpoint. */
+    int ws_route = route == HTTP_ROUTE_UPGRADE || route == HTTP_ROUTE_BAD_UPGRADE ||
+                   route == HTTP_ROUTE_BAD_VERSION;
+    if ((ws_route && !ws_credential_ok(h, cfg->access_key, c->srv->access_hash)) ||
+        (route == HTTP_ROUTE_METRICS && !ws_credential_ok(h, cfg->metrics_key, c->srv->metrics_hash))) {
+        tracker_count_limit(c->srv->tracker, STATS_L_ACCESS_KEY);
+        ws_http_error(c, 401, "a key is required: ?key=KEY or Authorization: Bearer KEY",
+                      "WWW-Authenticate: Bearer\r\n", 0);
         return 0;
     }
     switch (route) {
@@ -314,6 +351,30 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return n;
 }
 
+/* The connection's message bucket: rate_requests_per_sec, burst
+ * rate_requests_burst, the same numbers a UDP source IP gets. */
+static int ws_msg_take(struct ws_conn *c, uint64_t now)
+{
+    const struct config *cfg = c->srv->cfg;
+    double rate = (double)cfg->rate_requests_per_sec, burst = (double)cfg->rate_requests_burst;
+    if (rate <= 0 || c->exempt)
+        return 1;
+    if (c->msg_ms == 0) {
+        c->msg_tokens = burst;
+        c->msg_ms = now;
+    }
+    if (now > c->msg_ms) {
+        c->msg_tokens += rate * (double)(now - c->msg_ms) / 1000.;
+        if (c->msg_tokens > burst)
+            c->msg_tokens = burst;
+        c->msg_ms = now;
+    }
+    if (c->msg_tokens < 1)
+        return 0;
+    c->msg_tokens -= 1;
+    return 1;
+}
+
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user)
 {
@@ -329,8 +390,12 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         }
         struct tracker_src src = { .transport = TRACKER_WS, .addr = c->addr, .conn = c,
                                    .conn_peer = &c->peer };
-        tracker_on_ws_message(c->srv->tracker, (const char *)arg->msg, arg->msg_length, &src,
-                              clock_mono_ms());
+        uint64_t now = clock_mono_ms();
+        if (!ws_msg_take(c, now)) {
+            tracker_ws_rate_limited(c->srv->tracker, &src, now);
+            return;
+        }
+        tracker_on_ws_message(c->srv->tracker, (const char *)arg->msg, arg->msg_length, &src, now);
         return;
     }
     case WSLAY_CONNECTION_CLOSE:
@@ -559,6 +624,16 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
         c->http = xmalloc(sizeof *c->http);
         http_reader_init(c->http);
         c->over_limit = s->nconns >= (unsigned)s->cfg->max_connections;
+        if (c->over_limit)
+            tracker_count_limit(s->tracker, STATS_L_CONNECTIONS);
+        for (unsigned i = 0; i < s->cfg->rate_exempt.n; i++)
+            c->exempt |= addr_in_cidr(&c->addr, &s->cfg->rate_exempt.c[i]);
+        int ip_over = 0;
+        if (s->per_ip && !c->exempt) {
+            c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr,
+                                                   (unsigned)s->cfg->max_connections_per_ip);
+            ip_over = !c->ip_counted;
+        }
         ev_io_init(&c->rio, ws_on_read, fd, EV_READ);
         ev_io_init(&c->wio, ws_on_write, fd, EV_WRITE);
         c->rio.data = c->wio.data = c;
@@ -569,6 +644,14 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
             s->conns->prev = c;
         s->conns = c;
         s->nconns++;
+        if (ip_over) {
+            /* Over the per-IP cap: 503 and close, whatever the request. */
+            tracker_count_limit(s->tracker, STATS_L_CONNECTIONS_PER_IP);
+            ws_http_error(c, 503, "too many connections from this address", "Retry-After: 1\r\n", 0);
+            ws_conn_set_timer(c, WS_HEAD_TIMEOUT, 0.);
+            ws_conn_update(c);
+            continue;
+        }
         ev_io_start(loop, &c->rio);
         ws_conn_set_timer(c, WS_HEAD_TIMEOUT, 0.);
     }
@@ -601,6 +684,12 @@ struct ws_server *ws_new(struct ev_loop *loop, const struct config *cfg, struct 
     s->fd = fd;
     s->started = clock_mono_ms();
     s->bound = bound;
+    if (cfg->max_connections_per_ip > 0)
+        s->per_ip = connlimit_new((size_t)cfg->max_connections + 1024);
+    crypto_generichash(s->access_hash, sizeof s->access_hash, (const unsigned char *)cfg->access_key,
+                       strlen(cfg->access_key), NULL, 0);
+    crypto_generichash(s->metrics_hash, sizeof s->metrics_hash, (const unsigned char *)cfg->metrics_key,
+                       strlen(cfg->metrics_key), NULL, 0);
     tracker_set_ws_sink(t, ws_sink_send, ws_sink_close, s);
     ev_io_init(&s->accept_io, ws_on_accept, fd, EV_READ);
     s->accept_io.data = s;
@@ -619,6 +708,7 @@ void ws_free(struct ws_server *s)
     ev_io_stop(s->loop, &s->accept_io);
     ev_timer_stop(s->loop, &s->accept_pause);
     close(s->fd);
+    connlimit_free(s->per_ip);
     free(s);
 }
 

@@ -65,7 +65,7 @@ SHARE_ID_RE = re.compile(r"^[0-9A-Za-z]{8}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 AMPLIFICATION = 4
 DEFAULT_MAX_DATAGRAM = 1472
-ERROR_CODES = {"badRequest", "unknownAction", "notAnnounced", "unknownShareId", "unauthorized", "full"}
+ERROR_CODES = {"badRequest", "unknownAction", "notAnnounced", "unknownShareId", "unauthorized", "full", "unreachable", "tooLarge", "rateLimited", "retry"}
 
 
 def fmt_addr(ip, port):
@@ -122,15 +122,23 @@ def expect_silence(sock, seconds=None):
     raise AssertionError(f"expected no datagram, got {len(data)} bytes from {src}: {data[:200]!r}")
 
 
+# Issue 5's abuse limits are on by default, and every test client shares
+# 127.0.0.1: tests switch them off unless they test them (limits=True).
+NO_LIMITS = ("--rate-requests-per-sec", "0", "--rate-income-per-sec", "0",
+             "--rate-response-bytes-per-sec", "0", "--max-connections-per-ip", "0",
+             "--retry-threshold", "1")
+
+
 class Punchd:
     """One punchd process. Use start()/stop(), or PunchdTestCase.start_server()."""
 
-    def __init__(self, *flags, bind="127.0.0.1", config=None, cwd=None, port0=True):
+    def __init__(self, *flags, bind="127.0.0.1", config=None, cwd=None, port0=True, limits=False):
         self.flags = [str(f) for f in flags]
         self.bind = bind
         self.config = config      # dict -> written to a temp file, passed with --config
         self.cwd = cwd            # None: a fresh empty temp dir
         self.port0 = port0        # add --port 0 --bind <bind>
+        self.limits = limits      # False: NO_LIMITS go before the test's own flags
         self.proc = None
         self.lines = []
         self.host = None          # the address it printed (e.g. "127.0.0.1", "::")
@@ -158,6 +166,8 @@ class Punchd:
             args += ["--config", path]
         if self.port0:
             args += ["--port", "0", "--bind", self.bind]
+        if not self.limits:
+            args += list(NO_LIMITS)
         return args + self.flags
 
     def start(self, timeout=None):

@@ -8,9 +8,9 @@ from harness import PunchdTestCase, metric, padded, parse_metrics, scaled, encod
 from wsclient import ConnectionEnded
 
 TRANSPORTS = ("udp", "ws")
-ACTIONS = ("announce", "pulse", "alive", "push", "relay", "unknown")
+ACTIONS = ("announce", "pulse", "alive", "push", "relay", "probe", "unknown")
 ERROR_CODES = ("badRequest", "unknownAction", "notAnnounced", "unknownShareId", "unauthorized",
-               "full", "tooLarge", "rateLimited", "unreachable")
+               "full", "tooLarge", "rateLimited", "unreachable", "retry")
 METRIC_NAMES = ("punchd_peers", "punchd_ws_connections", "punchd_requests_total", "punchd_errors_total",
                 "punchd_dropped_datagrams_total", "punchd_relayed_bytes_total", "punchd_uptime_seconds")
 

@@ -55,6 +55,10 @@ static struct env *env_new(long compat, long max_peers, long max_datagram, const
     assert_non_null(e);
     char err[256];
     config_defaults(&e->cfg);
+    /* Issue 5's abuse limits are tested on their own (test_tracker_limits.c). */
+    e->cfg.rate_requests_per_sec = e->cfg.rate_income_per_sec = 0;
+    e->cfg.rate_response_bytes_per_sec = 0;
+    e->cfg.retry_threshold = 1;
     e->cfg.compat = compat;
     e->cfg.max_peers = max_peers;
     e->cfg.max_datagram = max_datagram;

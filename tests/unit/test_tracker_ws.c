@@ -111,6 +111,10 @@ static struct env *env_new(long max_datagram, long relay_max_bytes, long relay_b
     assert_non_null(e);
     char err[256];
     config_defaults(&e->cfg);
+    /* Issue 5's abuse limits are tested on their own (test_tracker_limits.c). */
+    e->cfg.rate_requests_per_sec = e->cfg.rate_income_per_sec = 0;
+    e->cfg.rate_response_bytes_per_sec = 0;
+    e->cfg.retry_threshold = 1;
     e->cfg.max_peers = 64;
     if (max_datagram >= 0)
         e->cfg.max_datagram = max_datagram;
