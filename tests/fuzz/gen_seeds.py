@@ -257,3 +257,19 @@ SETTINGS = {"retry-cookie": (0x08, 0x0a), "access-key": (0x08, 0x01), "flood": (
 for i, (name, recs) in enumerate(TRACKER.items()):
     settings, more = SETTINGS.get(name, ([0x00, 0x06, 0x4a, 0x81, 0x30, 0x09, 0x08][i % 7], 0x10))
     put("tracker", name, bytes([settings, more]) + b"".join(recs))
+
+
+# ---- ratelimit: [slots][rate][burst] then [op][dt][cost] ----
+def rl_ops(ops):
+    return b"".join(bytes(o) for o in ops)
+
+
+RL = {
+    "one-key-drain": bytes([2, 1, 8]) + rl_ops([(0, 0, 8)] * 12 + [(0, 64, 8)] * 4),
+    "evictions": bytes([0, 2, 16]) + rl_ops([(k, 1, 16) for k in range(32)] * 3),
+    "notices": bytes([1, 5, 4]) + rl_ops([(0x80 | (k % 3), 20, 0) for k in range(40)]),
+    "bytes": bytes([3, 3, 63]) + rl_ops([(k % 5, 3, 255) for k in range(60)]),
+    "off": bytes([2, 0, 0]) + rl_ops([(k, 0, 255) for k in range(10)]),
+}
+for name, data in RL.items():
+    put("ratelimit", name, data)
