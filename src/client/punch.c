@@ -28,6 +28,7 @@
 #define PUNCH_RELAY_KNOCK_MS 250    /* between relay knocks */
 #define PUNCH_ACK_GRACE_MS 250      /* wait for the peer's own knock after our ack */
 #define PUNCH_ANNOUNCE_MS 1000      /* announce retry (sobani clients: 1 s) */
+#define PUNCH_RETRY_GAP_MS 200      /* answer "retry" cookies at most this often */
 #define PUNCH_PUSH_MS 1000          /* push retry until pushReceived */
 #define PUNCH_REPUSH_MS 2000        /* re-push once if the peer stayed silent (lost income) */
 #define PUNCH_PROBE_MS 300          /* probe retry */
@@ -79,6 +80,7 @@ struct punch {
     long ttl;
     char cookie[PUNCH_COOKIE_MAX + 1];
     uint64_t announce_at, probe_at, probe_until, pulse_at;
+    uint64_t retry_ms;                  /* when we last answered a "retry" */
     enum punch_nat nat;
 
     /* WebSocket */
@@ -624,8 +626,13 @@ static void punch_registered_reply(struct punch *p, const struct punch_msg *m, i
 static void punch_on_error(struct punch *p, const struct punch_msg *m, int from_ws)
 {
     if (strcmp(m->code, "retry") == 0) {
-        if (p->reg == PUNCH_REG_ANNOUNCING && !from_ws && m->cookie[0]) {
-            memcpy(p->cookie, m->cookie, sizeof p->cookie);
+        /* Repeat the announce with the cookie (also a re-claim after expiry);
+         * at most every PUNCH_RETRY_GAP_MS so a confused tracker cannot make
+         * us loop at network speed. */
+        if (!from_ws && m->cookie[0])
+            memcpy(p->cookie, m->cookie, sizeof p->cookie); /* the timer resends it anyway */
+        if (!from_ws && m->cookie[0] && (!p->retry_ms || p->now >= p->retry_ms + PUNCH_RETRY_GAP_MS)) {
+            p->retry_ms = p->now ? p->now : 1;
             punch_send_announce(p, 0);
             p->announce_at = p->now + PUNCH_ANNOUNCE_MS;
         }

@@ -214,7 +214,7 @@ uint64_t punch_get64(const uint8_t *p);
 
 /* ---- reliable ordered message stream (punch_stream.c, pure) ---- */
 
-#define PUNCH_STREAM_SLOTS 64     /* queued + in flight messages */
+#define PUNCH_STREAM_SLOTS 64     /* queued + in flight messages (the last one: FIN only) */
 #define PUNCH_STREAM_WINDOW 32    /* in flight at most; also the reorder window */
 #define PUNCH_RTO_MIN 200
 #define PUNCH_RTO_MAX 3000

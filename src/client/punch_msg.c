@@ -169,7 +169,8 @@ int punch_msg_parse(const char *buf, size_t len, struct punch_msg *m)
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(copy, &end, 1);
     int rc = -1;
-    if (!cJSON_IsObject(root))
+    /* end must be the real end: an embedded NUL would hide trailing bytes. */
+    if (!cJSON_IsObject(root) || end != copy + len)
         goto out;
     const char *action = punch_json_str(root, "action");
     if (!action)

@@ -33,7 +33,8 @@ int punch_stream_queue(struct punch_stream *s, const uint8_t *data, size_t len, 
         return PUNCH_E_STATE;
     if ((!fin && (len == 0 || !data)) || len > PUNCH_MSG_MAX || (fin && len))
         return PUNCH_E_INVAL;
-    if (s->snd_end - s->snd_una >= PUNCH_STREAM_SLOTS)
+    /* The last slot is kept for the FIN: a bye never waits for room. */
+    if (s->snd_end - s->snd_una >= PUNCH_STREAM_SLOTS - (fin ? 0 : 1))
         return PUNCH_E_AGAIN;
     struct punch_stream_out *o = &s->out[s->snd_end % PUNCH_STREAM_SLOTS];
     o->len = (uint16_t)len;
@@ -52,7 +53,7 @@ size_t punch_stream_room(const struct punch_stream *s)
 {
     if (s->fin_queued)
         return 0;
-    return PUNCH_STREAM_SLOTS - (s->snd_end - s->snd_una);
+    return PUNCH_STREAM_SLOTS - 1 - (s->snd_end - s->snd_una);
 }
 
 /* Bit i: message rcv_nxt + 1 + i is held. */
