@@ -1,6 +1,6 @@
 # fuzz.mk: libFuzzer harnesses (tests/fuzz/) and their replay in `make test`.
 #
-#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit"]
+#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit connlimit"]
 #        builds the clang tree $(BUILD)/fuzz/ and runs each target for
 #        FUZZ_TIME seconds, starting from tests/fuzz/corpus/<t>/ and
 #        tests/fuzz/regress/<t>/; new inputs go to $(BUILD)/fuzz/corpus/<t>/.
@@ -17,7 +17,7 @@
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 300
 FUZZ_SMOKE_TIME ?= 60
-FUZZ_TARGETS ?= proto http ws config tracker ratelimit
+FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit
 # Extra libFuzzer flags, e.g. FUZZ_FLAGS=-jobs=2 or -only_ascii=1.
 FUZZ_FLAGS ?=
 
@@ -45,6 +45,7 @@ FUZZ_MAXLEN_ws := 8192
 FUZZ_MAXLEN_config := 4096
 FUZZ_MAXLEN_tracker := 8192
 FUZZ_MAXLEN_ratelimit := 4096
+FUZZ_MAXLEN_connlimit := 4096
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-merge
 # Keep the harness objects between builds (make would delete them as intermediates).
@@ -109,7 +110,7 @@ fuzz-merge: $(FUZZ_BINS)
 
 FUZZ_REPLAY := $(BUILD)/tests/fuzz_replay
 FUZZ_REPLAY_SRCS := tests/fuzz/replay.c tests/fuzz/fuzz_common.c \
-                    $(foreach t,proto http ws config tracker ratelimit,tests/fuzz/fuzz_$(t).c)
+                    $(foreach t,proto http ws config tracker ratelimit connlimit,tests/fuzz/fuzz_$(t).c)
 
 $(FUZZ_REPLAY): $(FUZZ_REPLAY_SRCS) tests/fuzz/fuzz.h $(BUILD)/libpunchd.a $(wildcard include/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -DFUZZ_ROOT='"$(CURDIR)/tests/fuzz"' -o $@ $(FUZZ_REPLAY_SRCS) \

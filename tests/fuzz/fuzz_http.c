@@ -32,6 +32,20 @@ static void fuzz_http_check_head(const struct http_head *h)
     FUZZ_CHECK(memchr(h->query, 0, sizeof h->query) != NULL);
     FUZZ_CHECK(memchr(h->key, 0, sizeof h->key) != NULL);
     FUZZ_CHECK(memchr(h->version, 0, sizeof h->version) != NULL);
+    FUZZ_CHECK(memchr(h->auth, 0, sizeof h->auth) != NULL);
+    FUZZ_CHECK(memchr(h->forwarded, 0, sizeof h->forwarded) != NULL);
+    /* The credential (query key= or Bearer): terminated, within cap. */
+    char cred[HTTP_PATH_MAX + 8], small[5];
+    int cl = http_credential(h, cred, sizeof cred);
+    FUZZ_CHECK(cl >= -1 && cl < (int)sizeof cred);
+    if (cl >= 0)
+        FUZZ_CHECK(cred[cl] == '\0'); /* "%00" may decode to a NUL inside: length counts */
+    int sl = http_credential(h, small, sizeof small);
+    FUZZ_CHECK(sl >= -1 && sl < (int)sizeof small);
+    if (sl >= 0)
+        FUZZ_CHECK(cl == sl && memcmp(cred, small, (size_t)sl + 1) == 0);
+    else
+        FUZZ_CHECK(cl == -1 || cl + 1 > (int)sizeof small);
     enum http_route rt = http_route(h);
     FUZZ_CHECK(rt >= HTTP_ROUTE_HEALTHZ && rt <= HTTP_ROUTE_BAD_VERSION);
     if (rt == HTTP_ROUTE_UPGRADE) {
@@ -133,7 +147,8 @@ static int fuzz_http_same(const struct fuzz_http_run *a, const struct fuzz_http_
             x->has_upgrade != y->has_upgrade || x->upgrade_websocket != y->upgrade_websocket ||
             x->connection_upgrade != y->connection_upgrade || x->has_key != y->has_key ||
             x->has_version != y->has_version || strcmp(x->key, y->key) != 0 ||
-            strcmp(x->version, y->version) != 0)
+            strcmp(x->version, y->version) != 0 || strcmp(x->auth, y->auth) != 0 ||
+            strcmp(x->forwarded, y->forwarded) != 0)
             return 0;
     }
     return 1;

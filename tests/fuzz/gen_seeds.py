@@ -273,3 +273,13 @@ RL = {
 }
 for name, data in RL.items():
     put("ratelimit", name, data)
+
+
+# ---- connlimit: [entries] then [op][max] ----
+CL = {
+    "fill-and-drain": bytes([3]) + bytes(b for k in range(20) for b in (k, 0)) + bytes(b for k in range(20) for b in (0x80 | k, 0)),
+    "v6-groups": bytes([7]) + bytes(b for k in range(32, 64) for b in (k, 2)) + bytes(b for k in range(63, 31, -1) for b in (0x80 | k, 0)),
+    "churn": bytes([0]) + bytes(b for k in range(60) for b in ((k * 7) % 64 | (0x80 if k % 3 == 2 else 0), k % 4)),
+}
+for name, data in CL.items():
+    put("connlimit", name, data)
