@@ -58,7 +58,7 @@ struct config {
 };
 
 /* Result of config_from_args(). */
-enum config_cli { CONFIG_CLI_RUN = 0, CONFIG_CLI_HELP = 1, CONFIG_CLI_VERSION = 2 };
+enum config_cli { CONFIG_CLI_RUN = 0, CONFIG_CLI_HELP = 1, CONFIG_CLI_VERSION = 2, CONFIG_CLI_HEALTH = 3 };
 
 /* Fills c with the documented defaults. */
 void config_defaults(struct config *c);

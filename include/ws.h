@@ -27,6 +27,15 @@ void ws_free(struct ws_server *s);
 /* The address actually bound. */
 const struct addr *ws_bound(const struct ws_server *s);
 
+/* Graceful stop: no more accepts; plain HTTP connections are dropped and
+ * every WebSocket gets close 1001 ("going away"). Returns how many
+ * connections are still open (finishing their close); call ws_open() later
+ * to see them go. */
+unsigned ws_shutdown(struct ws_server *s);
+
+/* Open TCP connections of any kind. */
+unsigned ws_open(const struct ws_server *s);
+
 /* Open WebSocket connections (upgraded; plain HTTP ones not counted). */
 unsigned ws_connections(const struct ws_server *s);
 

@@ -416,6 +416,7 @@ int config_from_args(struct config *c, int argc, char **argv, char *err, size_t 
     const char *config_path = NULL;
     char name[80];
     const char *val;
+    int health = 0;
 
     config_defaults(c);
     /* First pass: --help, --version, --config; and reject malformed flags early. */
@@ -424,6 +425,10 @@ int config_from_args(struct config *c, int argc, char **argv, char *err, size_t 
             return CONFIG_CLI_HELP;
         if (strcmp(argv[i], "--version") == 0)
             return CONFIG_CLI_VERSION;
+        if (strcmp(argv[i], "--health") == 0) {
+            health = 1;
+            continue;
+        }
         if (config_flag_name(argv[i], name, sizeof name, &val) != 0)
             return config_fail(err, errcap, "unexpected argument \"%.64s\" (see --help)", argv[i]);
         if (!val) {
@@ -443,6 +448,8 @@ int config_from_args(struct config *c, int argc, char **argv, char *err, size_t 
     }
     /* Second pass: flags override the file. */
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--health") == 0)
+            continue;
         config_flag_name(argv[i], name, sizeof name, &val);
         if (!val)
             val = argv[++i];
@@ -453,7 +460,7 @@ int config_from_args(struct config *c, int argc, char **argv, char *err, size_t 
     }
     if (config_finish(c, err, errcap) != 0)
         return -1;
-    return CONFIG_CLI_RUN;
+    return health ? CONFIG_CLI_HEALTH : CONFIG_CLI_RUN;
 }
 
 void config_usage(void *file)
@@ -461,8 +468,9 @@ void config_usage(void *file)
     FILE *f = file;
     fprintf(f,
             "punchd %s - NAT rendezvous tracker (sobani protocol over UDP)\n\n"
-            "usage: punchd [--config FILE] [--KEY VALUE ...] [--help] [--version]\n\n"
-            "  --config FILE        JSON config file (default ./config.json if present)\n",
+            "usage: punchd [--config FILE] [--KEY VALUE ...] [--help] [--version] [--health]\n\n"
+            "  --config FILE        JSON config file (default ./config.json if present)\n"
+            "  --health             check a running punchd (GET /healthz on its TCP port): exit 0 if healthy\n",
             PUNCHD_VERSION);
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
         char flag[64] = "--";

@@ -10,6 +10,7 @@
 #include "addr.h"
 #include "config.h"
 #include "expire.h"
+#include "health.h"
 #include "log.h"
 #include "tracker.h"
 #include "udp.h"
@@ -35,11 +36,43 @@ static void main_raise_nofile(long max_connections)
                  (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+#define MAIN_DRAIN_SECONDS 2.0 /* for WebSocket clients to take their close 1001 */
+
+struct main_stop {
+    ev_signal sigint, sigterm;
+    ev_timer poll;             /* while draining: are the connections gone? */
+    struct ws_server *ws;
+    double deadline;
+};
+
+static void main_on_drain(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct main_stop *st = w->data;
+    if (ws_open(st->ws) == 0 || ev_now(loop) >= st->deadline)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+/* First signal: close every WebSocket with 1001, wait briefly for the closes
+ * to go out, then stop. A second signal stops at once. */
 static void main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
-    log_info("received %s, stopping", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
-    ev_break(loop, EVBREAK_ALL);
+    struct main_stop *st = w->data;
+    const char *name = w->signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (ev_is_active(&st->poll)) {
+        log_info("received %s again, stopping now", name);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    unsigned open = ws_shutdown(st->ws);
+    log_info("received %s, stopping (%u connections closing)", name, open);
+    if (open == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    st->deadline = ev_now(loop) + MAIN_DRAIN_SECONDS;
+    ev_timer_start(loop, &st->poll);
 }
 
 int main(int argc, char **argv)
@@ -58,6 +91,8 @@ int main(int argc, char **argv)
     case CONFIG_CLI_VERSION:
         printf("punchd %s\n", PUNCHD_VERSION);
         return 0;
+    case CONFIG_CLI_HEALTH:
+        return health_check(&cfg, 3000);
     case CONFIG_CLI_RUN:
         break;
     default:
@@ -108,11 +143,14 @@ int main(int argc, char **argv)
     }
     struct expire expire;
     expire_start(&expire, loop, tracker);
-    ev_signal sigint, sigterm;
-    ev_signal_init(&sigint, main_on_signal, SIGINT);
-    ev_signal_init(&sigterm, main_on_signal, SIGTERM);
-    ev_signal_start(loop, &sigint);
-    ev_signal_start(loop, &sigterm);
+    struct main_stop stop = { .ws = ws };
+    ev_signal_init(&stop.sigint, main_on_signal, SIGINT);
+    ev_signal_init(&stop.sigterm, main_on_signal, SIGTERM);
+    stop.sigint.data = stop.sigterm.data = &stop;
+    ev_timer_init(&stop.poll, main_on_drain, 0.02, 0.02);
+    stop.poll.data = &stop;
+    ev_signal_start(loop, &stop.sigint);
+    ev_signal_start(loop, &stop.sigterm);
 
     char bound[ADDR_STRLEN], tcp[ADDR_STRLEN];
     addr_format(udp_bound(udp), bound, sizeof bound);
@@ -135,8 +173,9 @@ int main(int argc, char **argv)
     log_info("stopped: %u live peers, %llu announced, %llu pushes, %llu expired",
              registry_count(tracker_registry(tracker)), (unsigned long long)st->announced,
              (unsigned long long)st->pushes, (unsigned long long)st->expired);
-    ev_signal_stop(loop, &sigint);
-    ev_signal_stop(loop, &sigterm);
+    ev_signal_stop(loop, &stop.sigint);
+    ev_signal_stop(loop, &stop.sigterm);
+    ev_timer_stop(loop, &stop.poll);
     expire_stop(&expire);
     ws_free(ws);
     udp_free(probe);

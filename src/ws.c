@@ -712,5 +712,25 @@ void ws_free(struct ws_server *s)
     free(s);
 }
 
+unsigned ws_shutdown(struct ws_server *s)
+{
+    ev_io_stop(s->loop, &s->accept_io);
+    ev_timer_stop(s->loop, &s->accept_pause);
+    struct ws_conn *c = s->conns;
+    while (c) {
+        struct ws_conn *next = c->next; /* c may be destroyed below */
+        if (c->state == WS_OPEN && !c->closing) {
+            ws_conn_close(c, 1001, "server shutting down");
+            ws_conn_update(c);
+        } else if (c->state == WS_HTTP) {
+            ws_conn_destroy(c);
+        }
+        c = next;
+    }
+    return s->nconns;
+}
+
+unsigned ws_open(const struct ws_server *s) { return s->nconns; }
+
 const struct addr *ws_bound(const struct ws_server *s) { return &s->bound; }
 unsigned ws_connections(const struct ws_server *s) { return s->nws; }
