@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define PUNCH_KNOCK_MS 100          /* between knock rounds */
+#define PUNCH_HOPELESS_MS 1500      /* knocking deadline when a random NAT or a missing UDP
+                                     * side leaves little chance (an open NAT answers fast) */
 #define PUNCH_RELAY_KNOCK_MS 250    /* between relay knocks */
 #define PUNCH_ACK_GRACE_MS 250      /* wait for the peer's own knock after our ack */
 #define PUNCH_ANNOUNCE_MS 1000      /* announce retry (sobani clients: 1 s) */
@@ -450,7 +452,15 @@ static void punch_pair_start(struct punch *p, const struct punch_msg *m, int is_
     p->got_ack = p->got_knock = p->peer_predicted = p->heard = 0;
     int restart = p->st == PUNCH_S_KNOCKING || p->st == PUNCH_S_RELAYING;
     if (!restart) {
-        p->knock_deadline = p->now + p->cfg.punch_ms;
+        /* A random NAT (ours or the peer's) or a peer without UDP only lets
+         * a knock through an open NAT, which answers the first rounds: do not
+         * make the relay wait for the full deadline then. */
+        uint32_t ms = p->cfg.punch_ms;
+        int hopeless = p->nat == PUNCH_NAT_RANDOM || (m->has_nat && m->nat == PUNCH_NAT_RANDOM) ||
+                       p->cfg.ws_only || m->peer_udp == 0;
+        if (hopeless && ms > PUNCH_HOPELESS_MS)
+            ms = PUNCH_HOPELESS_MS;
+        p->knock_deadline = p->now + ms;
         p->repush_at = is_client ? p->now + PUNCH_REPUSH_MS : 0;
     }
     if (p->cfg.relay_only) {
