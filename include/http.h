@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
+
 #define HTTP_HEAD_MAX 8192  /* a request head larger than this is refused (400) */
 #define HTTP_PATH_MAX 256
 #define HTTP_ACCEPT_LEN 28  /* base64 of a SHA-1 */
@@ -31,7 +33,7 @@ struct http_head {
     char key[64];             /* Sec-WebSocket-Key, trimmed */
     char version[16];         /* Sec-WebSocket-Version, trimmed */
     char auth[160];           /* Authorization (longer values are cut: they match no key) */
-    char forwarded[64];       /* X-Forwarded-For (first 63 bytes) */
+    char forwarded[256];      /* X-Forwarded-For (a longer list is refused) */
 };
 
 struct http_reader {
@@ -80,6 +82,17 @@ enum http_route http_route(const struct http_head *h);
  * decoded), else an "Authorization: Bearer <token>" token. Writes it
  * NUL-terminated into out; returns its length, or -1 if none (or too long). */
 int http_credential(const struct http_head *h, char *out, size_t cap);
+
+/* A PROXY protocol v1 line ("PROXY TCP4 src dst sport dport\r\n", at most
+ * 107 bytes) at the start of buf[0..len): returns 1 with the client's
+ * address in *src (family 0 for "PROXY UNKNOWN") and the line's length in
+ * *used, 0 if more bytes are needed, -1 if it is malformed, or 2 if buf does
+ * not start with a PROXY line at all. */
+int http_proxy_v1(const char *buf, size_t len, struct addr *src, size_t *used);
+
+/* The client's address from X-Forwarded-For: its last entry (the one the
+ * trusted proxy added), port 0. Returns 0, or -1 if absent or not an IP. */
+int http_forwarded_addr(const struct http_head *h, struct addr *out);
 
 /* 1 if key is base64 of exactly 16 bytes (RFC 6455 4.2.1). */
 int http_ws_key_valid(const char *key);

@@ -113,8 +113,11 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
                 r->header = HTTP_H_VERSION;
             else if (strcasecmp(r->field, "Authorization") == 0)
                 r->header = HTTP_H_AUTH;
-            else if (strcasecmp(r->field, "X-Forwarded-For") == 0)
+            else if (strcasecmp(r->field, "X-Forwarded-For") == 0) {
                 r->header = HTTP_H_FORWARDED;
+                if (h->forwarded[0]) /* repeated headers form one list */
+                    http_append(h->forwarded, sizeof h->forwarded, ",", 1);
+            }
         }
     }
     switch (r->header) {
@@ -281,6 +284,55 @@ int http_credential(const struct http_head *h, char *out, size_t cap)
         return (int)n;
     }
     return -1;
+}
+
+int http_proxy_v1(const char *buf, size_t len, struct addr *src, size_t *used)
+{
+    static const char sig[] = "PROXY ";
+    size_t n = len < sizeof sig - 1 ? len : sizeof sig - 1;
+    if (memcmp(buf, sig, n) != 0)
+        return 2;
+    const char *nl = memchr(buf, '\n', len < 107 ? len : 107);
+    if (!nl)
+        return len >= 107 ? -1 : 0;
+    size_t line = (size_t)(nl - buf) + 1;
+    if (line < 8 || buf[line - 2] != '\r')
+        return -1;
+    char tmp[108], proto[8], sip[48], dip[48];
+    unsigned sport, dport;
+    memcpy(tmp, buf, line - 2);
+    tmp[line - 2] = '\0';
+    *used = line;
+    memset(src, 0, sizeof *src);
+    if (strcmp(tmp, "PROXY UNKNOWN") == 0 || strncmp(tmp, "PROXY UNKNOWN ", 14) == 0)
+        return 1;
+    char extra;
+    if (sscanf(tmp, "PROXY %7s %47s %47s %5u %5u%c", proto, sip, dip, &sport, &dport, &extra) != 5)
+        return -1;
+    struct addr d;
+    if ((strcmp(proto, "TCP4") != 0 && strcmp(proto, "TCP6") != 0) || sport < 1 || sport > 65535 ||
+        dport < 1 || dport > 65535 || addr_parse_ip(src, sip, (uint16_t)sport) != 0 ||
+        addr_parse_ip(&d, dip, (uint16_t)dport) != 0 ||
+        (src->family == AF_INET) != (strcmp(proto, "TCP4") == 0))
+        return -1;
+    return 1;
+}
+
+int http_forwarded_addr(const struct http_head *h, struct addr *out)
+{
+    if (strlen(h->forwarded) >= sizeof h->forwarded - 1)
+        return -1; /* cut short: its last entry is not trustworthy */
+    const char *last = strrchr(h->forwarded, ',');
+    last = last ? last + 1 : h->forwarded;
+    while (*last == ' ' || *last == '\t')
+        last++;
+    char ip[48];
+    size_t n = strcspn(last, " \t");
+    if (n == 0 || n >= sizeof ip)
+        return -1;
+    memcpy(ip, last, n);
+    ip[n] = '\0';
+    return addr_parse_ip(out, ip, 0);
 }
 
 int http_ws_key_valid(const char *key)

@@ -53,6 +53,8 @@ struct ws_conn {
     struct wsframe_scan scan;   /* frame headers, checked before their payload is read */
     uint16_t verdict;           /* close code due once the bytes before a refused header are in */
     uint8_t ip_counted;         /* counted in the server's connlimit */
+    uint8_t via_proxy;          /* from trusted_proxies: the client address comes later */
+    uint8_t proxy_done;         /* the PROXY line (if any) is consumed / the address is final */
     uint8_t exempt;             /* the source IP is in rate_exempt */
     double msg_tokens;          /* message bucket (rate_requests_per_sec per connection) */
     uint64_t msg_ms;
@@ -190,11 +192,39 @@ static int ws_credential_ok(const struct http_head *h, const char *secret, const
     return sodium_memcmp(got, want, sizeof got) == 0;
 }
 
+/* Settles the connection's client address (from a trusted proxy) and counts
+ * it against max_connections_per_ip. Returns 0, or -1 if that IP is over its
+ * cap (503 queued). */
+static int ws_client_addr(struct ws_conn *c, const struct addr *real)
+{
+    struct ws_server *s = c->srv;
+    if (real && real->family)
+        c->addr = *real;
+    c->proxy_done = 1;
+    c->exempt = 0;
+    for (unsigned i = 0; i < s->cfg->rate_exempt.n; i++)
+        c->exempt |= addr_in_cidr(&c->addr, &s->cfg->rate_exempt.c[i]);
+    if (!s->per_ip || c->exempt)
+        return 0;
+    c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr, (unsigned)s->cfg->max_connections_per_ip);
+    if (c->ip_counted)
+        return 0;
+    tracker_count_limit(s->tracker, STATS_L_CONNECTIONS_PER_IP);
+    ws_http_error(c, 503, "too many connections from this address", "Retry-After: 1\r\n", 0);
+    return -1;
+}
+
 /* Handles one complete request. Returns 1 to keep reading requests. */
 static int ws_http_request(struct ws_conn *c)
 {
     const struct http_head *h = &c->http->head;
     const struct config *cfg = c->srv->cfg;
+    if (c->via_proxy && !c->proxy_done) {
+        /* No PROXY line: the trusted proxy names the client in X-Forwarded-For. */
+        struct addr real;
+        if (ws_client_addr(c, http_forwarded_addr(h, &real) == 0 ? &real : NULL) != 0)
+            return 0;
+    }
     int keep = h->keep_alive && !c->over_limit;
     enum http_route route = http_route(h);
     struct metrics_gauges g;
@@ -523,6 +553,32 @@ static void ws_conn_update(struct ws_conn *c)
         ev_io_stop(loop, &c->wio);
 }
 
+/* A trusted proxy may open with a PROXY v1 line naming the client. Returns
+ * 0 to go on (line consumed, or none), 1 to wait for more bytes or when the
+ * connection is refused (response queued). */
+static int ws_proxy_line(struct ws_conn *c)
+{
+    struct addr real;
+    size_t used = 0;
+    int rc = http_proxy_v1(c->in, c->in_len, &real, &used);
+    if (rc == 0)
+        return 1;
+    if (rc < 0) {
+        ws_http_error(c, 400, "malformed PROXY header", "", 0);
+        ev_io_stop(c->srv->loop, &c->rio);
+        return 1;
+    }
+    if (rc == 2)
+        return 0; /* no PROXY line: X-Forwarded-For may name the client */
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    if (ws_client_addr(c, &real) != 0) {
+        ev_io_stop(c->srv->loop, &c->rio);
+        return 1;
+    }
+    return 0;
+}
+
 static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -548,6 +604,10 @@ static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0)
             return;
         c->in_len += (size_t)n;
+        if (c->via_proxy && !c->proxy_done && ws_proxy_line(c) != 0) {
+            ws_conn_update(c);
+            return;
+        }
         ws_http_process(c);
         if (c->close_after_out)
             ev_io_stop(c->srv->loop, &c->rio); /* no more requests on this one */
@@ -628,8 +688,10 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
             tracker_count_limit(s->tracker, STATS_L_CONNECTIONS);
         for (unsigned i = 0; i < s->cfg->rate_exempt.n; i++)
             c->exempt |= addr_in_cidr(&c->addr, &s->cfg->rate_exempt.c[i]);
+        for (unsigned i = 0; i < s->cfg->trusted_proxies.n; i++)
+            c->via_proxy |= addr_in_cidr(&c->addr, &s->cfg->trusted_proxies.c[i]);
         int ip_over = 0;
-        if (s->per_ip && !c->exempt) {
+        if (s->per_ip && !c->exempt && !c->via_proxy) {
             c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr,
                                                    (unsigned)s->cfg->max_connections_per_ip);
             ip_over = !c->ip_counted;
