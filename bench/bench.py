@@ -19,8 +19,10 @@ completed (whatever the numbers), 1 when something failed.
 import argparse
 import ctypes
 import json
+import math
 import os
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -252,7 +254,8 @@ def punchd_config(keys, peers, workers=None):
 # ---- histogram helpers (bins as the load generator prints them) ----
 
 def bin_width(lo):
-    return 2 if lo < 200 else 10 if lo < 1000 else 100 if lo < 10000 else 1000
+    """Width in µs of the load generator's JSON bin starting at lo (see lg_common.c)."""
+    return 1 if lo < 100 else 5 if lo < 1000 else 50 if lo < 10000 else 500
 
 
 def merge_hists(hists):
@@ -293,6 +296,7 @@ def combine(runs):
         "cpu_s_per_m": round(cpu / (replies / 1e6), 3) if cpu and replies else None,
         "replies_per_cpu_s": round(replies / cpu) if cpu else None,
         "lg_cpu_s": round(sum(r.get("lg_cpu_s", 0) for r in runs), 3),
+        "lg_busy": round(sum(r.get("lg_cpu_s", 0) for r in runs) / secs, 3) if secs > 0 else None,
         "errors": sum(r.get("errors", 0) for r in runs),
         "lost": sum(r.get("lost", 0) for r in runs),
         "hist": hist,
@@ -324,6 +328,9 @@ def scenario_row(name, p, e, **extra):
         "lost": p["lost"],
         "echo_lost": e["lost"],
         "generator_cpu_s": round(p["lg_cpu_s"] + e["lg_cpu_s"], 3),
+        # share of one CPU the generator used: near 1.0 it may have been the limit
+        "generator_busy": p["lg_busy"],
+        "echo_generator_busy": e["lg_busy"],
         "hist": p["hist"],
         "echo_hist": e["hist"],
     }
@@ -393,10 +400,11 @@ class Bench:
 
     # measurements
 
-    def udp_pair(self, lg, punchd, echo, label, mix, secs, rounds, rate=0.0, window=UDP_WINDOW):
+    def udp_pair(self, lg, punchd, echo, label, mix, secs, rounds, rate=0.0, window=None):
         """Runs punchd and the echo alternately, `rounds` times each; returns both combined."""
         p_runs, e_runs = [], []
         warm = self.prof["warmup"]
+        window = window or self.args.window
         for r in range(rounds):
             for srv, runs, target in ((punchd, p_runs, punchd.udp), (echo, e_runs, echo.addr)):
                 runs.append(lg.cmd(f"udp_run target={target} pid={srv.pid} mix={mix} secs={secs} "
@@ -450,13 +458,13 @@ class Bench:
         self.result["rss_kib_start"] = rss0
         self.result["rss_kib_loaded"] = curve[-1]["rss_kib"]
         sc = self.result["scenarios"]
-        sc.append(scenario_row("udp_mix", mix_p, mix_e, peers=N, mix=MIX, window=UDP_WINDOW,
+        sc.append(scenario_row("udp_mix", mix_p, mix_e, peers=N, mix=MIX, window=self.args.window,
                                bytes_per_peer=self.result["bytes_per_peer"]))
 
         # One request kind at a time, same peers.
         for name, mix in (("udp_announce", "1,0,0"), ("udp_pulse", "0,1,0"), ("udp_push", "0,0,1")):
             p, e = self.udp_pair(lg, punchd, echo_u, name, mix, prof["kind_secs"], prof["rounds"])
-            sc.append(scenario_row(name, p, e, peers=N, mix=mix, window=UDP_WINDOW))
+            sc.append(scenario_row(name, p, e, peers=N, mix=mix, window=self.args.window))
             log(f"{name}: punchd {p['rps']}/s, echo {e['rps']}/s")
 
         # Latency at 80% of punchd's measured maximum (open loop): both
@@ -525,7 +533,7 @@ class Bench:
                 pre = lg.cmd(f"udp_preload target={srv.udp} upto={n} window=256 max_secs=300",
                              timeout=400)
                 r = lg.cmd(f"udp_run target={srv.udp} pid={srv.pid} mix={MIX} secs={prof['workers_secs']} "
-                           f"warmup={prof['warmup']} window={UDP_WINDOW} label=workers{w}",
+                           f"warmup={prof['warmup']} window={self.args.window} label=workers{w}",
                            timeout=prof["workers_secs"] + 60)
                 c = combine([r])
                 out.append({"workers": w, "peers": n, "rps": c["rps"], "cpu_s": c["cpu_s"],
@@ -552,11 +560,12 @@ def print_table(res):
     print()
     print(f"punchd benchmark: {res['peers']} live peers, {fmt(res['bytes_per_peer'])} bytes RSS per peer")
     print(f"{'scenario':<16} {'punchd/s':>9} {'echo/s':>9} {'ratio':>6} {'p50us':>8} {'p99us':>8} "
-          f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9}")
+          f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9} {'gen busy':>9}")
     for s in res["scenarios"]:
         print(f"{s['name']:<16} {s['punchd_rps']:>9} {s['echo_rps']:>9} {fmt(s['ratio'], '.3f'):>6} "
               f"{s['p50_us']:>8} {s['p99_us']:>8} {s['echo_p99_us']:>8} {fmt(s['cpu_s_per_m'], '.2f'):>8} "
-              f"{fmt(s['echo_cpu_s_per_m'], '.2f'):>8} {fmt(s['cpu_ratio'], '.3f'):>9}")
+              f"{fmt(s['echo_cpu_s_per_m'], '.2f'):>8} {fmt(s['cpu_ratio'], '.3f'):>9} "
+              f"{fmt(s['generator_busy'], '.2f')}/{fmt(s['echo_generator_busy'], '.2f')}")
     if "rss_per_ws_conn_bytes" in res:
         print(f"RSS per WebSocket connection: {res['rss_per_ws_conn_bytes']} bytes")
     print("throughput vs live peers:")
@@ -568,6 +577,20 @@ def print_table(res):
         print(f"  workers {w['workers']}: {w['replies_per_cpu_s']}"
               + (f" ({w['rps']}/s)" if "rps" in w else ""))
     print()
+
+
+def cpu_busy_s():
+    """Seconds of CPU time all processes have used (all CPUs, from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s():
+    """CPU seconds of this driver and of its reaped children (the servers and the generator)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def machine_info():
@@ -591,7 +614,7 @@ GNUPLOT = """set terminal pngcairo size 900,540 noenhanced
 set output '{out}/latency_hist.png'
 set title 'UDP request latency at 80% of punchd maximum ({rate}/s offered, {peers} peers)'
 set xlabel 'latency (us)'
-set ylabel 'share of requests (%)'
+set ylabel 'share of requests per bin (%), 20 bins per decade'
 set logscale x
 set grid
 set style fill transparent solid 0.4
@@ -616,12 +639,19 @@ def report(out):
         res = json.load(f)
     sc = {s["name"]: s for s in res["scenarios"]}
     lat = sc.get("udp_mix_80pct") or res["scenarios"][0]
-    ph, eh = dict(map(tuple, lat["hist"])), dict(map(tuple, lat.get("echo_hist", [])))
-    pt, et = sum(ph.values()) or 1, sum(eh.values()) or 1
+    # Re-bin into 20 log-spaced bins per decade: the load generator's bins
+    # widen with latency, which would distort a histogram on a log axis.
+    def log_bins(hist):
+        acc, total = {}, sum(c for _, c in hist) or 1
+        for lo, c in hist:
+            k = int(math.floor(math.log10(max(lo + bin_width(lo) / 2, 1)) * 20))
+            acc[k] = acc.get(k, 0) + c
+        return {k: 100.0 * c / total for k, c in acc.items()}
+    ph, eh = log_bins(lat["hist"]), log_bins(lat.get("echo_hist", []))
     with open(os.path.join(out, "latency.dat"), "w") as f:
-        f.write("# lo_us punchd_pct echo_pct (bins of the load generator's histogram)\n")
-        for lo in sorted(set(ph) | set(eh)):
-            f.write(f"{max(lo, 1)} {100.0 * ph.get(lo, 0) / pt:.4f} {100.0 * eh.get(lo, 0) / et:.4f}\n")
+        f.write("# bin_lo_us punchd_pct echo_pct (20 log-spaced bins per decade)\n")
+        for k in range(min(ph.keys() | eh.keys()) - 1, max(ph.keys() | eh.keys()) + 2):
+            f.write(f"{10 ** (k / 20):.2f} {ph.get(k, 0):.4f} {eh.get(k, 0):.4f}\n")
     with open(os.path.join(out, "curve.dat"), "w") as f:
         f.write("# peers punchd_rps echo_rps\n")
         for c in res.get("curve", []):
@@ -646,6 +676,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny numbers: checks that it works (~10 s)")
     ap.add_argument("--peers", type=int, default=0, help="override the profile's peer count")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--window", type=int, default=UDP_WINDOW,
+                    help=f"closed-loop UDP requests in flight (default {UDP_WINDOW})")
     ap.add_argument("--report", action="store_true", help="draw PNGs from OUT/latest.json")
     args = ap.parse_args()
     args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -666,6 +698,8 @@ def main():
 
     b = Bench(args)
     failed = None
+    busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
+    load0 = [round(x, 2) for x in os.getloadavg()]
     try:
         b.run()
     except (BenchError, KeyboardInterrupt, OSError, ValueError) as e:
@@ -679,6 +713,12 @@ def main():
     res = b.result
     res["profile"] = args.profile
     res["machine"] = machine_info()
+    # Others on a shared machine skew every rate (less so the CPU-based
+    # figures and the ratios of interleaved runs): say how much they used.
+    wall = time.monotonic() - t0
+    others = max(0.0, (cpu_busy_s() - busy0) - (own_cpu_s() - own0))
+    res["machine"]["load_avg_at_start"] = load0
+    res["machine"]["others_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
     res["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = args.json or os.path.join(out, "latest.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -686,6 +726,8 @@ def main():
         json.dump(res, f, indent=1)
     os.replace(path + ".tmp", path)
     print_table(res)
+    print(f"other processes used {100 * res['machine']['others_cpu_share']:.0f}% of the machine's "
+          f"CPU time during the run (load average {load0[0]} at start)")
     print(f"wrote {path}")
     return 0
 

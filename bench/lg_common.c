@@ -52,13 +52,13 @@ double lg_hist_quantile_us(const struct lg_hist *h, double q)
 /* Bin width for the JSON histogram: fine where latencies usually are. */
 static uint32_t lg_hist_bin_width(uint32_t us)
 {
-    if (us < 200)
-        return 2;
+    if (us < 100)
+        return 1;
     if (us < 1000)
-        return 10;
+        return 5;
     if (us < 10000)
-        return 100;
-    return 1000;
+        return 50;
+    return 500;
 }
 
 void lg_hist_json(const struct lg_hist *h, FILE *out)

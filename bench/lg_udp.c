@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +46,8 @@ struct lg_udp_txbatch {
 struct lg_udp {
     int nsock;
     int fd[LG_UDP_MAX_SOCKS];
+    int ep;                 /* epoll over fd[] */
+    int next_sock;          /* the socket the next requests leave from (rotates) */
     uint32_t npeers;        /* address space: peers 0..npeers-1 */
     uint32_t loaded;        /* peers [0, loaded) were announced (preload) */
     char (*sid)[8];         /* shareId per peer; sid[p][0] == 0: none */
@@ -153,18 +156,25 @@ static void lg_udp_queue(uint32_t p, enum lg_kind k, uint32_t push_target, uint6
     if (b->n == LG_UDP_BATCH)
         lg_udp_flush(s);
     unsigned i = b->n++;
-    int len;
+    /* Fixed requests are static; a push copies its template and the target's id
+     * (no formatting per datagram: the generator must stay cheaper than the echo). */
+    static const char announce[] = "{\"action\":\"announce\"}";
+    static const char pulse[] = "{\"action\":\"pulse\"}";
+    static const char push[] = "{\"action\":\"push\",\"shareId\":\"00000000\"}";
     if (k == LG_ANNOUNCE) {
-        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"announce\"}");
+        b->iov[i].iov_base = (void *)announce;
+        b->iov[i].iov_len = sizeof announce - 1;
     } else if (k == LG_PULSE) {
-        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"pulse\"}");
+        b->iov[i].iov_base = (void *)pulse;
+        b->iov[i].iov_len = sizeof pulse - 1;
     } else {
         const char *t = lg_u->sid[push_target];
-        len = snprintf(b->req[i], LG_UDP_REQCAP, "{\"action\":\"push\",\"shareId\":\"%.8s\"}",
-                       t[0] ? t : "00000000");
+        memcpy(b->req[i], push, sizeof push);
+        if (t[0])
+            memcpy(b->req[i] + sizeof push - 1 - 10, t, 8);  /* before the closing "} */
+        b->iov[i].iov_base = b->req[i];
+        b->iov[i].iov_len = sizeof push - 1;
     }
-    b->iov[i].iov_base = b->req[i];
-    b->iov[i].iov_len = (size_t)len;
     memset(&b->ctrl[i], 0, sizeof b->ctrl[i]);
     struct msghdr *m = &b->msg[i].msg_hdr;
     memset(m, 0, sizeof *m);
@@ -290,11 +300,15 @@ static int lg_udp_recv(int s, int record, int preload)
     return n;
 }
 
-static int lg_udp_recv_all(int record, int preload)
+/* Reads every socket that has replies waiting (epoll, level-triggered), up to
+ * ms milliseconds for the first one. Returns datagrams read. */
+static int lg_udp_recv_ready(int record, int preload, int ms)
 {
+    struct epoll_event ev[LG_UDP_MAX_SOCKS];
+    int ne = epoll_wait(lg_u->ep, ev, lg_u->nsock, ms);
     int total = 0;
-    for (int s = 0; s < lg_u->nsock; s++) {
-        int n;
+    for (int i = 0; i < ne; i++) {
+        int s = (int)ev[i].data.u32, n;
         while ((n = lg_udp_recv(s, record, preload)) == LG_UDP_BATCH)
             total += n;
         total += n;
@@ -302,15 +316,15 @@ static int lg_udp_recv_all(int record, int preload)
     return total;
 }
 
-/* Waits up to ms for any socket to become readable. */
+static int lg_udp_recv_all(int record, int preload)
+{
+    return lg_udp_recv_ready(record, preload, 0);
+}
+
+/* Waits up to ms for replies and reads them. */
 static void lg_udp_wait(int ms)
 {
-    struct pollfd pfd[LG_UDP_MAX_SOCKS];
-    for (int s = 0; s < lg_u->nsock; s++) {
-        pfd[s].fd = lg_u->fd[s];
-        pfd[s].events = POLLIN;
-    }
-    poll(pfd, (nfds_t)lg_u->nsock, ms);
+    lg_udp_recv_ready(0, 0, ms);
 }
 
 /* Requests older than timeout_ns are given up: collected into expired (if
@@ -350,6 +364,9 @@ int lg_udp_setup(const struct lg_args *a)
         return -1;
     }
     lg_u = u;
+    u->ep = -1;
+    for (int s = 0; s < LG_UDP_MAX_SOCKS; s++)
+        u->fd[s] = -1;
     u->nsock = (int)nsock;
     u->npeers = (uint32_t)npeers;
     u->rng = (uint64_t)lg_arg_long(a, "seed", 42) * 2654435761u + 1;
@@ -366,8 +383,12 @@ int lg_udp_setup(const struct lg_args *a)
         return -1;
     }
     memset(u->slot, 0xff, u->npeers * sizeof *u->slot);
-    for (int s = 0; s < u->nsock; s++)
-        u->fd[s] = -1;
+    u->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (u->ep < 0) {
+        lg_udp_free();
+        lg_reply_error("udp_setup", "epoll_create1 failed");
+        return -1;
+    }
     for (int s = 0; s < u->nsock; s++) {
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int on = 1, buf = LG_UDP_SOCKBUF;
@@ -383,6 +404,12 @@ int lg_udp_setup(const struct lg_args *a)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
         u->fd[s] = fd;
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)s };
+        if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            lg_udp_free();
+            lg_reply_error("udp_setup", "epoll_ctl failed");
+            return -1;
+        }
     }
     printf("{\"cmd\":\"udp_setup\",\"sockets\":%d,\"peers\":%u}\n", u->nsock, u->npeers);
     fflush(stdout);
@@ -397,6 +424,8 @@ void lg_udp_free(void)
     for (int s = 0; s < u->nsock; s++)
         if (u->fd[s] >= 0)
             close(u->fd[s]);
+    if (u->ep >= 0)
+        close(u->ep);
     free(u->sid);
     free(u->sent_ns);
     free(u->slot);
@@ -461,7 +490,7 @@ int lg_udp_preload(const struct lg_args *a)
                 nresend = lg_udp_expire(now, timeout, resend, u->inflight_cap);
         }
         if (u->ninflight >= (uint32_t)window || next >= (uint32_t)upto)
-            lg_udp_wait(1);
+            lg_udp_recv_ready(0, 1, 1);
     }
     free(resend);
     double secs = (double)(lg_now_ns() - t0) / 1e9;
@@ -479,34 +508,45 @@ int lg_udp_preload(const struct lg_args *a)
     return 0;
 }
 
-/* Picks a random peer without a request in flight; LG_UDP_NIL after a few misses. */
-static uint32_t lg_udp_pick(uint32_t range)
+/* Picks a random peer of socket s (below range) without a request in
+ * flight; LG_UDP_NIL after a few misses. */
+static uint32_t lg_udp_pick(uint32_t range, int s)
 {
+    uint32_t per = (range + (uint32_t)lg_u->nsock - 1 - (uint32_t)s) / (uint32_t)lg_u->nsock;
+    if (per == 0)
+        return LG_UDP_NIL;
     for (int tries = 0; tries < 8; tries++) {
-        uint32_t p = (uint32_t)(lg_rand(&lg_u->rng) % range);
+        uint32_t p = (uint32_t)(lg_rand(&lg_u->rng) % per) * (uint32_t)lg_u->nsock + (uint32_t)s;
         if (lg_u->slot[p] == LG_UDP_NIL)
             return p;
     }
     return LG_UDP_NIL;
 }
 
-/* Queues one request of the mix; 0, or -1 if no idle peer was found. */
-static int lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], uint64_t now)
+/* Queues up to n requests of the mix, all from the next socket in turn, so
+ * that they leave in one sendmmsg. Returns how many were queued. */
+static unsigned lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], unsigned n, uint64_t now)
 {
-    uint32_t p = lg_udp_pick(range);
-    if (p == LG_UDP_NIL)
-        return -1;
-    unsigned total = mix[0] + mix[1] + mix[2];
-    unsigned r = (unsigned)(lg_rand(&lg_u->rng) % total);
-    enum lg_kind k = r < mix[0] ? LG_ANNOUNCE : r < mix[0] + mix[1] ? LG_PULSE : LG_PUSH;
-    uint32_t target = 0;
-    if (k == LG_PUSH) {
-        target = (uint32_t)(lg_rand(&lg_u->rng) % range);
-        if (target == p)
-            target = (target + 1) % range;
+    int s = lg_u->next_sock;
+    lg_u->next_sock = (s + 1) % lg_u->nsock;
+    if (n > LG_UDP_BATCH - lg_u->tx[s].n)
+        n = LG_UDP_BATCH - lg_u->tx[s].n;
+    unsigned total = mix[0] + mix[1] + mix[2], done = 0;
+    for (; done < n; done++) {
+        uint32_t p = lg_udp_pick(range, s);
+        if (p == LG_UDP_NIL)
+            break;
+        unsigned r = (unsigned)(lg_rand(&lg_u->rng) % total);
+        enum lg_kind k = r < mix[0] ? LG_ANNOUNCE : r < mix[0] + mix[1] ? LG_PULSE : LG_PUSH;
+        uint32_t target = 0;
+        if (k == LG_PUSH) {
+            target = (uint32_t)(lg_rand(&lg_u->rng) % range);
+            if (target == p)
+                target = (target + 1) % range;
+        }
+        lg_udp_queue(p, k, target, now);
     }
-    lg_udp_queue(p, k, target, now);
-    return 0;
+    return done;
 }
 
 int lg_udp_run(const struct lg_args *a)
@@ -563,21 +603,25 @@ int lg_udp_run(const struct lg_args *a)
             /* open loop: send what the schedule says is due, whatever the replies */
             uint64_t due = (uint64_t)((double)(now - t0) * rate / 1e9);
             while (issued < due) {
-                if (u->ninflight >= (uint32_t)window || lg_udp_issue(range, mix, now) != 0) {
+                uint64_t room = u->ninflight < (uint32_t)window ? (uint32_t)window - u->ninflight : 0;
+                uint64_t want = due - issued < room ? due - issued : room;
+                unsigned got_n = want ? lg_udp_issue(range, mix, (unsigned)(want < LG_UDP_BATCH ? want : LG_UDP_BATCH), now) : 0;
+                if (got_n == 0) {
                     skipped += due - issued;  /* the server fell behind: not sent */
                     issued = due;
                     break;
                 }
-                issued++;
+                issued += got_n;
             }
             lg_udp_flush_all();
         } else {
-            while (u->ninflight < (uint32_t)window)
-                if (lg_udp_issue(range, mix, now) != 0)
-                    break;
+            for (int tries = 0; u->ninflight < (uint32_t)window && tries < lg_u->nsock; tries++) {
+                unsigned room = (uint32_t)window - u->ninflight;
+                lg_udp_issue(range, mix, room < LG_UDP_BATCH ? room : LG_UDP_BATCH, now);
+            }
             lg_udp_flush_all();
             if (!got && u->ninflight >= (uint32_t)window)
-                lg_udp_wait(1);
+                lg_udp_recv_ready(measuring, 0, 1);
         }
         if (now - last_scan > 20000000u) {
             last_scan = now;

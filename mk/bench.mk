@@ -1,6 +1,6 @@
 # Benchmark harness (docs/bench.md): the load generator, the two echo
 # servers, `make bench` and `make bench-report`.
-#   make bench                 full run (~5 min): 1,000,000 peers, writes $(BENCH_OUT)/latest.json
+#   make bench                 full run (~3 min): 1,000,000 peers, writes $(BENCH_OUT)/latest.json
 #   make bench BENCH_QUICK=1   fewer peers, shorter runs (~1 min)
 #   make bench-report          PNGs from latest.json (installs gnuplot-nox when missing)
 # Never part of `make test`, except the load generator and echo binaries,
@@ -42,5 +42,5 @@ bench-report:
 	    if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    $$SUDO apt-get update -qq && \
-	    $$SUDO apt-get install -y -qq --no-install-recommends gnuplot-nox; }
+	    $$SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 gnuplot-nox; }
 	python3 bench/bench.py --report --out $(BENCH_OUT)
