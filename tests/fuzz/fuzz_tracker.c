@@ -66,6 +66,7 @@ struct fuzz_tracker {
     int cur_slot;
     size_t cur_len;
     int cur_udp;
+    int cur_keyless;                /* access_key set and the request lacks it */
     int replies;                    /* datagrams to the requester */
     int sent;                       /* datagrams in all */
 };
@@ -167,9 +168,11 @@ static void fuzz_t_udp_sink(void *ctx, const struct addr *to, uint8_t local, con
         FUZZ_CHECK(f->replies == 1);
         char code[32] = "";
         fuzz_json_str(buf, len, 1, "code", code, sizeof code);
-        kind = strcmp(code, "rateLimited") == 0    ? FUZZ_T_RATE_LIMITED
-               : strcmp(code, "unauthorized") == 0 ? FUZZ_T_UNAUTHORIZED
-                                                   : FUZZ_T_ANSWER;
+        /* unauthorized for a missing access key is a notice (once a
+         * second); for a wrong token it is an ordinary answer. */
+        kind = strcmp(code, "rateLimited") == 0                        ? FUZZ_T_RATE_LIMITED
+               : strcmp(code, "unauthorized") == 0 && f->cur_keyless ? FUZZ_T_UNAUTHORIZED
+                                                                       : FUZZ_T_ANSWER;
     }
     fuzz_t_rate_checks(f, to, kind, len);
     fuzz_t_learn(f, slot, buf, len);
@@ -322,6 +325,19 @@ int fuzz_tracker_one(const uint8_t *data, size_t size)
                         (int)len, exact);
             f->cur_slot = slot;
             f->cur_len = len;
+            f->cur_keyless = 0;
+            if (f->cfg.access_key[0]) {
+                /* What the tracker will read as "key". */
+                char *scratch = malloc(len + 1);
+                struct proto_req *pr = malloc(sizeof *pr);
+                if (!scratch || !pr)
+                    abort();
+                const struct proto_field *k = &pr->f[PROTO_K_KEY];
+                f->cur_keyless = proto_decode(exact, len, scratch, len + 1, pr) == 0 &&
+                                 !(k->type == PROTO_T_STRING && strcmp(k->s, f->cfg.access_key) == 0);
+                free(pr);
+                free(scratch);
+            }
             f->cur_udp = !ws;
             f->replies = 0;
             f->sent = 0;

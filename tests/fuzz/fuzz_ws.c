@@ -1,7 +1,7 @@
 /* fuzz_ws: WebSocket frames from a client, as punchd handles them.
  *
  * Input: one byte of settings (how many cut sizes follow, compat, the
- * message limit), the cut sizes, then the client's byte stream after the
+ * message limit, a tight message rate), the cut sizes, then the client's byte stream after the
  * upgrade. Two things are checked on it:
  *  - wsframe_scan, fed in the cut chunks, reports exactly the headers an
  *    independent whole-stream parser finds, and on a refusal reports where
@@ -13,7 +13,7 @@
  *    are UTF-8 checked (proto_utf8_valid, compared with a reference) and go
  *    to a real tracker, whose replies must be JSON objects in valid UTF-8.
  * ws.c's callbacks are static and own sockets, so their policy is mirrored
- * here (ws_frame_check, the verdict handling, the sinks); keep the two in
+ * here (ws_frame_check, the verdict handling, ws_msg_take, the sinks); keep the two in
  * step when ws.c changes. */
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +146,9 @@ struct fuzz_conn {
     int closing;
     uint32_t peer;
     uint64_t now;
+    double msg_tokens;          /* ws.c's per-connection message bucket */
+    uint64_t msg_ms;
+    uint64_t last_limited;      /* when rateLimited was last sent; 0 = never */
 };
 
 static void fuzz_ws_detach(struct fuzz_conn *c)
@@ -232,6 +235,28 @@ static ssize_t fuzz_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, si
     return (ssize_t)n;
 }
 
+/* ws.c's ws_msg_take, mirrored: rate_requests_per_sec per connection. */
+static int fuzz_ws_msg_take(struct fuzz_conn *c)
+{
+    double rate = (double)c->cfg->rate_requests_per_sec, burst = (double)c->cfg->rate_requests_burst;
+    if (rate <= 0)
+        return 1;
+    if (c->msg_ms == 0) {
+        c->msg_tokens = burst;
+        c->msg_ms = c->now;
+    }
+    if (c->now > c->msg_ms) {
+        c->msg_tokens += rate * (double)(c->now - c->msg_ms) / 1000.;
+        if (c->msg_tokens > burst)
+            c->msg_tokens = burst;
+        c->msg_ms = c->now;
+    }
+    if (c->msg_tokens < 1)
+        return 0;
+    c->msg_tokens -= 1;
+    return 1;
+}
+
 static void fuzz_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                         void *user)
 {
@@ -253,6 +278,10 @@ static void fuzz_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on
         struct tracker_src src = { .transport = TRACKER_WS, .conn = c, .conn_peer = &c->peer };
         fuzz_addr(&src.addr, 0, 7, 50000);
         c->now += 250; /* time moves between messages */
+        if (!fuzz_ws_msg_take(c)) {
+            tracker_ws_rate_limited(c->t, &src, c->now);
+            return;
+        }
         tracker_on_ws_message(c->t, (const char *)arg->msg, arg->msg_length, &src, c->now);
         return;
     }
@@ -277,6 +306,11 @@ static void fuzz_ws_sink(void *ctx, void *conn, const char *buf, size_t len)
     struct fuzz_conn *c = ctx;
     FUZZ_CHECK(conn == c);
     FUZZ_CHECK(fuzz_json_object(buf, len));
+    if (memmem(buf, len, "\"rateLimited\"", 13)) {
+        /* At most once per second (per source IP; one connection here). */
+        FUZZ_CHECK(c->last_limited == 0 || c->now - c->last_limited >= 1000);
+        c->last_limited = c->now;
+    }
     if (c->closing)
         return;
     struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)buf, len };
@@ -317,6 +351,10 @@ static void fuzz_ws_conn(const uint8_t *stream, size_t len, const uint8_t *cuts,
     cfg.ws_max_queued = 4096;
     cfg.max_peers = 8;
     cfg.relay_max_bytes = 512;
+    if (settings & 0x40) { /* tight message rate, reached within a few frames */
+        cfg.rate_requests_per_sec = 2;
+        cfg.rate_requests_burst = 3;
+    }
     FUZZ_CHECK(config_finish(&cfg, err, sizeof err) == 0);
 
     struct fuzz_conn c = { .cfg = &cfg, .stream = stream, .len = len, .peer = REGISTRY_NIL,
