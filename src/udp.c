@@ -16,7 +16,9 @@
 #include "net.h"
 #include "xmem.h"
 
-#define UDP_BATCH 64          /* datagrams per wakeup before yielding to the loop */
+#define UDP_BATCH 64          /* datagrams per recvmmsg */
+#define UDP_ROUNDS 4          /* recvmmsg calls per wakeup before yielding to the loop */
+#define UDP_SENDQ 128         /* replies gathered for one sendmmsg (a push sends two) */
 #define UDP_RCVBUF (4 << 20)  /* absorbs bursts; the kernel caps it at rmem_max */
 #define UDP_MAX_LOCALS 256    /* index 0 = "unknown": the kernel picks the source */
 
@@ -33,7 +35,28 @@ struct udp {
     size_t max_datagram;
     int probe;                           /* the NAT-detection probe socket */
     struct udp_stats st;
-    char buf[65536];                     /* one datagram (max_datagram + 1 fits) */
+    /* Receive batch: UDP_BATCH slots of max_datagram + 1 bytes (one more than
+     * allowed, to see oversized datagrams). Allocated once: the hot path
+     * allocates nothing. */
+    char *rbuf;
+    struct mmsghdr rmsg[UDP_BATCH];
+    struct iovec riov[UDP_BATCH];
+    struct sockaddr_storage rfrom[UDP_BATCH];
+    union {
+        char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } rctl[UDP_BATCH];
+    /* Send queue, flushed with one sendmmsg after each receive batch. */
+    int batching;                        /* inside a receive batch: queue, don't send */
+    unsigned nq;
+    char *qbuf;                          /* UDP_SENDQ slots of max_datagram bytes */
+    struct mmsghdr qmsg[UDP_SENDQ];
+    struct iovec qiov[UDP_SENDQ];
+    struct sockaddr_storage qto[UDP_SENDQ];
+    union {
+        char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } qctl[UDP_SENDQ];
 };
 
 /* Index of local address a, interning it on first sight; 0 if the table is
@@ -75,31 +98,61 @@ static int udp_dst_from_cmsg(struct msghdr *msg, struct addr *dst)
     return -1;
 }
 
+/* Sends the queued datagrams with as few sendmmsg calls as the kernel allows. */
+static void udp_flush(struct udp *u)
+{
+    unsigned done = 0;
+    while (done < u->nq) {
+        int n = sendmmsg(u->fd, u->qmsg + done, u->nq - done, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* This datagram failed (full buffer, unreachable...): drop it, go on. */
+            u->st.send_errors++;
+            if (log_enabled(LOG_DEBUG))
+                log_debug("udp: sendmmsg: %s", strerror(errno));
+            done++;
+            continue;
+        }
+        u->st.sent += (unsigned)n;
+        done += (unsigned)n;
+    }
+    u->nq = 0;
+}
+
+/* Queues one datagram to `to` from local address index `local` (0: the
+ * kernel picks); sent at the end of the current batch, or at once outside one. */
 static void udp_send(void *ctx, const struct addr *to, uint8_t local, const char *buf, size_t len)
 {
     struct udp *u = ctx;
-    struct sockaddr_storage ss;
-    socklen_t sl = addr_to_sockaddr(to, &ss, u->family);
+    if (len > u->max_datagram) {
+        u->st.send_errors++;
+        return;
+    }
+    if (u->nq == UDP_SENDQ)
+        udp_flush(u);
+    unsigned i = u->nq;
+    socklen_t sl = addr_to_sockaddr(to, &u->qto[i], u->family);
     if (sl == 0) {
         u->st.send_errors++;
         return;
     }
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    union {
-        char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-        struct cmsghdr align;
-    } cbuf;
-    struct msghdr msg = { .msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1 };
+    char *slot = u->qbuf + (size_t)i * u->max_datagram;
+    memcpy(slot, buf, len);
+    u->qiov[i] = (struct iovec){ .iov_base = slot, .iov_len = len };
+    struct msghdr *msg = &u->qmsg[i].msg_hdr;
+    *msg = (struct msghdr){ .msg_name = &u->qto[i], .msg_namelen = sl, .msg_iov = &u->qiov[i],
+                            .msg_iovlen = 1 };
     if (local != 0 && local < u->nlocals) {
         const struct addr *src = &u->locals[local];
-        memset(&cbuf, 0, sizeof cbuf);
-        msg.msg_control = cbuf.b;
+        memset(&u->qctl[i], 0, sizeof u->qctl[i]);
+        msg->msg_control = u->qctl[i].b;
         struct cmsghdr *c;
         if (u->family == AF_INET) {
             struct in_pktinfo pi = { 0 };
             memcpy(&pi.ipi_spec_dst, src->ip, 4);
-            msg.msg_controllen = CMSG_SPACE(sizeof pi);
-            c = CMSG_FIRSTHDR(&msg);
+            msg->msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(msg);
             c->cmsg_level = IPPROTO_IP;
             c->cmsg_type = IP_PKTINFO;
             c->cmsg_len = CMSG_LEN(sizeof pi);
@@ -109,84 +162,92 @@ static void udp_send(void *ctx, const struct addr *to, uint8_t local, const char
             struct sockaddr_storage sss;
             addr_to_sockaddr(src, &sss, AF_INET6); /* IPv4 becomes v4-mapped */
             pi.ipi6_addr = ((struct sockaddr_in6 *)&sss)->sin6_addr;
-            msg.msg_controllen = CMSG_SPACE(sizeof pi);
-            c = CMSG_FIRSTHDR(&msg);
+            msg->msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(msg);
             c->cmsg_level = IPPROTO_IPV6;
             c->cmsg_type = IPV6_PKTINFO;
             c->cmsg_len = CMSG_LEN(sizeof pi);
             memcpy(CMSG_DATA(c), &pi, sizeof pi);
         }
     }
-    ssize_t n;
-    do {
-        n = sendmsg(u->fd, &msg, MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        u->st.send_errors++;
+    u->nq++;
+    if (!u->batching)
+        udp_flush(u);
+}
+
+/* Hands datagram k of the receive batch (n bytes) to the tracker. */
+static void udp_handle(struct udp *u, unsigned k, uint64_t now)
+{
+    struct msghdr *msg = &u->rmsg[k].msg_hdr;
+    size_t n = u->rmsg[k].msg_len;
+    const char *buf = u->rbuf + (size_t)k * (u->max_datagram + 1);
+    u->st.received++;
+    struct tracker_src src = { .transport = TRACKER_UDP };
+    if (addr_from_sockaddr(&src.addr, (struct sockaddr *)&u->rfrom[k], msg->msg_namelen) != 0)
+        return;
+    if (n > u->max_datagram || (msg->msg_flags & MSG_TRUNC)) {
+        tracker_count_drop(u->tracker, PROTO_DROP_TOO_LARGE);
         if (log_enabled(LOG_DEBUG)) {
             char a[ADDR_STRLEN];
-            addr_format(to, a, sizeof a);
-            log_debug("udp: send to %s failed: %s", a, strerror(errno));
+            addr_format(&src.addr, a, sizeof a);
+            log_debug("udp: dropped %zu-byte datagram from %s (max_datagram %zu)", n, a,
+                      u->max_datagram);
         }
         return;
     }
-    u->st.sent++;
+    struct addr dst;
+    src.local = udp_dst_from_cmsg(msg, &dst) == 0 ? udp_local_index(u, &dst) : 0;
+    if (src.local)
+        src.local_addr = &u->locals[src.local];
+    int rc;
+    if (u->probe) {
+        src.transport = TRACKER_PROBE;
+        rc = tracker_on_probe(u->tracker, buf, n, &src, now);
+    } else {
+        rc = tracker_on_datagram(u->tracker, buf, n, &src, now);
+    }
+    if (rc < 0 && log_enabled(LOG_DEBUG)) {
+        char a[ADDR_STRLEN];
+        addr_format(&src.addr, a, sizeof a);
+        log_debug("udp: dropped %zu-byte datagram from %s: %s", n, a,
+                  proto_drop_name((enum proto_drop)(-1 - rc)));
+    }
 }
 
+/* Reads up to UDP_ROUNDS batches with recvmmsg; the replies to a batch leave
+ * together in one sendmmsg. Bounded, so one busy socket cannot starve the
+ * loop's other work (expiry, WebSocket). */
 static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct udp *u = w->data;
-    uint64_t now = clock_mono_ms();
-    for (int k = 0; k < UDP_BATCH; k++) {
-        struct sockaddr_storage from;
-        union {
-            char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
-            struct cmsghdr align;
-        } cbuf;
-        struct iovec iov = { .iov_base = u->buf, .iov_len = u->max_datagram + 1 };
-        struct msghdr msg = { .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
-                              .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b };
-        ssize_t n = recvmsg(u->fd, &msg, MSG_TRUNC | MSG_DONTWAIT);
+    for (int round = 0; round < UDP_ROUNDS; round++) {
+        for (unsigned k = 0; k < UDP_BATCH; k++) {
+            u->riov[k] = (struct iovec){ .iov_base = u->rbuf + (size_t)k * (u->max_datagram + 1),
+                                         .iov_len = u->max_datagram + 1 };
+            u->rmsg[k].msg_hdr = (struct msghdr){ .msg_name = &u->rfrom[k],
+                                                  .msg_namelen = sizeof u->rfrom[k],
+                                                  .msg_iov = &u->riov[k], .msg_iovlen = 1,
+                                                  .msg_control = u->rctl[k].b,
+                                                  .msg_controllen = sizeof u->rctl[k].b };
+        }
+        int n = recvmmsg(u->fd, u->rmsg, UDP_BATCH, MSG_TRUNC | MSG_DONTWAIT, NULL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                log_debug("udp: recvmsg: %s", strerror(errno)); /* e.g. ICMP errors */
+                log_debug("udp: recvmmsg: %s", strerror(errno)); /* e.g. ICMP errors */
             return;
         }
-        u->st.received++;
-        struct tracker_src src = { .transport = TRACKER_UDP };
-        if (addr_from_sockaddr(&src.addr, (struct sockaddr *)&from, msg.msg_namelen) != 0)
-            continue;
-        if ((size_t)n > u->max_datagram || (msg.msg_flags & MSG_TRUNC)) {
-            tracker_count_drop(u->tracker, PROTO_DROP_TOO_LARGE);
-            if (log_enabled(LOG_DEBUG)) {
-                char a[ADDR_STRLEN];
-                addr_format(&src.addr, a, sizeof a);
-                log_debug("udp: dropped %zd-byte datagram from %s (max_datagram %zu)", n, a,
-                          u->max_datagram);
-            }
-            continue;
-        }
-        struct addr dst;
-        src.local = udp_dst_from_cmsg(&msg, &dst) == 0 ? udp_local_index(u, &dst) : 0;
-        if (src.local)
-            src.local_addr = &u->locals[src.local];
-        int rc;
-        if (u->probe) {
-            src.transport = TRACKER_PROBE;
-            rc = tracker_on_probe(u->tracker, u->buf, (size_t)n, &src, now);
-        } else {
-            rc = tracker_on_datagram(u->tracker, u->buf, (size_t)n, &src, now);
-        }
-        if (rc < 0 && log_enabled(LOG_DEBUG)) {
-            char a[ADDR_STRLEN];
-            addr_format(&src.addr, a, sizeof a);
-            log_debug("udp: dropped %zd-byte datagram from %s: %s", n, a,
-                      proto_drop_name((enum proto_drop)(-1 - rc)));
-        }
+        uint64_t now = clock_mono_ms();
+        u->batching = 1;
+        for (int k = 0; k < n; k++)
+            udp_handle(u, (unsigned)k, now);
+        u->batching = 0;
+        udp_flush(u);
+        if (n < UDP_BATCH)
+            return; /* drained */
     }
 }
 
@@ -222,6 +283,8 @@ static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, stru
     u->max_datagram = (size_t)cfg->max_datagram;
     u->bound = bound;
     u->probe = probe;
+    u->rbuf = xmalloc(UDP_BATCH * (u->max_datagram + 1));
+    u->qbuf = xmalloc(UDP_SENDQ * u->max_datagram);
     if (probe)
         tracker_set_probe(t, &bound, udp_send, u);
     else
@@ -252,6 +315,8 @@ void udp_free(struct udp *u)
         return;
     ev_io_stop(u->loop, &u->io);
     close(u->fd);
+    free(u->rbuf);
+    free(u->qbuf);
     free(u);
 }
 
