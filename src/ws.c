@@ -337,6 +337,12 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         n = (ssize_t)(c->in_len - c->in_off < len ? c->in_len - c->in_off : len);
         memcpy(buf, c->in + c->in_off, (size_t)n);
         c->in_off += (size_t)n;
+        if (c->in_off == c->in_len) {
+            /* The head buffer's job is done: an idle WebSocket keeps no 8 KiB. */
+            free(c->in);
+            c->in = NULL;
+            c->in_len = c->in_off = 0;
+        }
     } else {
         do {
             n = recv(c->fd, buf, len, 0);
@@ -609,6 +615,11 @@ static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         ws_http_process(c);
+        if (c->state == WS_OPEN && c->in_off == c->in_len) {
+            free(c->in);
+            c->in = NULL;
+            c->in_len = c->in_off = 0;
+        }
         if (c->close_after_out)
             ev_io_stop(c->srv->loop, &c->rio); /* no more requests on this one */
         if (c->state == WS_OPEN && wslay_event_recv(c->ws) != 0) {
