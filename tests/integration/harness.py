@@ -35,10 +35,16 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("PUNCHD_BIN") or os.path.join(ROOT, "build", "punchd")
 
 
+# A command to run punchd under (e.g. "valgrind --error-exitcode=99 ..."), split on spaces.
+WRAPPER = os.environ.get("TEST_PUNCHD_WRAPPER", "").split()
+
+
 def _time_scale():
     v = os.environ.get("PUNCHD_TIME_SCALE")
     if v:
         return float(v)
+    if any("valgrind" in w for w in WRAPPER):
+        return 20.0
     return 3.0 if "/san/" in BIN else 1.0
 
 
@@ -58,7 +64,8 @@ SILENCE = 0.3          # how long "no reply" is awaited
 import wsclient  # noqa: E402  (the TCP/WebSocket client; its default timeout scales too)
 wsclient.DEFAULT_TIMEOUT = REPLY_TIMEOUT * TIME_SCALE
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                     "ERROR SUMMARY: [1-9]", "definitely lost: [1-9]")
 LISTEN_RE = re.compile(r"listening on udp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
 TCP_LISTEN_RE = re.compile(r"listening on udp \S+ and tcp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
 SHARE_ID_RE = re.compile(r"^[0-9A-Za-z]{8}$")
@@ -158,7 +165,7 @@ class Punchd:
     # ---- lifecycle ----
 
     def argv(self):
-        args = [BIN]
+        args = WRAPPER + [BIN]
         if self.config is not None:
             path = os.path.join(self._tmp.name, "test-config.json")
             with open(path, "w") as f:
@@ -231,7 +238,7 @@ class Punchd:
 
     def sanitizer_report(self):
         text = self.stderr_text()
-        return next((m for m in SANITIZER_MARKERS if m in text), None)
+        return next((m for m in SANITIZER_MARKERS if re.search(m, text)), None)
 
     def check_healthy(self):
         """Asserts the process is running and has printed no sanitizer report."""
