@@ -123,7 +123,12 @@ def tcp_conn(server, ip, timeout=None, host=None):
     return c.connect()
 
 
-def limited(server, which):
+def limited(server, which, metrics_key=None):
     """punchd_limited_total{limit=which} from /metrics."""
-    from harness import metric
-    return metric(server.metrics(), "punchd_limited_total", limit=which)
+    from harness import metric, parse_metrics
+    if metrics_key is None:
+        return metric(server.metrics(), "punchd_limited_total", limit=which)
+    r = server.http("/metrics", headers={"Authorization": f"Bearer {metrics_key}"})
+    if r.status != 200:
+        raise AssertionError(f"GET /metrics with the metrics key: {r!r}")
+    return metric(parse_metrics(r.text()), "punchd_limited_total", limit=which)
