@@ -33,7 +33,7 @@ void fuzz_init(void);
  * each input so an input's behaviour never depends on the inputs before it. */
 void fuzz_rand_reset(void);
 
-/* 1 when $PUNCHD_FUZZ_TRACE is set: harnesses then print what they send
+/* 1 when $TEST_FUZZ_TRACE is set: harnesses then print what they send
  * and receive on stderr, to read what a saved input does. */
 int fuzz_trace(void);
 

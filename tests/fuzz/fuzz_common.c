@@ -64,7 +64,7 @@ int fuzz_trace(void)
 {
     static int v = -1;
     if (v < 0)
-        v = getenv("PUNCHD_FUZZ_TRACE") != NULL;
+        v = getenv("TEST_FUZZ_TRACE") != NULL;
     return v;
 }
 

@@ -78,7 +78,6 @@ static void fuzz_config_check(const struct config *c)
     FUZZ_CHECK(c->retry_threshold >= 0.0 && c->retry_threshold <= 1.0); /* false for NaN too */
     FUZZ_CHECK(memchr(c->access_key, 0, sizeof c->access_key) != NULL);
     FUZZ_CHECK(memchr(c->metrics_key, 0, sizeof c->metrics_key) != NULL);
-    FUZZ_CHECK(c->workers >= 1 && c->workers <= 64);
 }
 
 /* A file holding text[0..len), named by a /proc path valid until closed. */

@@ -11,7 +11,7 @@
  * while it still fails, and fails once it passes (then drop the suffix).
  *
  * usage: fuzz_replay [ROOT]   (ROOT defaults to the tests/fuzz directory
- * this binary was built from; $PUNCHD_FUZZ_ROOT overrides it). */
+ * this binary was built from; $TEST_FUZZ_ROOT overrides it). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +166,7 @@ static int replay_child(const struct replay_target *t, char **files)
 
 int main(int argc, char **argv)
 {
-    const char *root = argc > 1 ? argv[1] : getenv("PUNCHD_FUZZ_ROOT");
+    const char *root = argc > 1 ? argv[1] : getenv("TEST_FUZZ_ROOT");
     if (!root || !*root)
         root = FUZZ_ROOT;
     replay_sh = mmap(NULL, sizeof *replay_sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
