@@ -112,7 +112,10 @@ class Server:
         self._ready = threading.Event()
 
     def start(self, timeout=10.0):
-        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
+        # punchd reads PUNCHD_<KEY> variables as configuration (and refuses
+        # unknown ones): the benchmark's config is only the file it writes.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUNCHD_")}
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      preexec_fn=_die_with_parent)
         pin(self.proc.pid, self.cpu)

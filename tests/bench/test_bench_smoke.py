@@ -16,7 +16,10 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.environ.get("PUNCHD_BUILD") or os.path.join(ROOT, "build")
+# run_tests.py names the build tree (TEST_PUNCHD_BUILD; PUNCHD_BUILD before punchd
+# began reading PUNCHD_* variables as configuration).
+BUILD = (os.environ.get("TEST_PUNCHD_BUILD") or os.environ.get("PUNCHD_BUILD")
+         or os.path.join(ROOT, "build"))
 DRIVER = os.path.join(ROOT, "bench", "bench.py")
 
 
