@@ -598,6 +598,21 @@ def cpu_busy_s():
     return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(max_wait, threshold=0.15, sample=3.0):
+    """Waits (up to max_wait seconds) until the machine's CPUs are mostly idle
+    over a sample, so others' load does not land in the measurement. Returns
+    the busy share last seen."""
+    deadline = time.monotonic() + max_wait
+    ncpu = os.cpu_count() or 1
+    while True:
+        b0 = cpu_busy_s()
+        time.sleep(sample)
+        share = (cpu_busy_s() - b0) / (sample * ncpu)
+        if share <= threshold or time.monotonic() >= deadline:
+            return round(share, 3)
+        log(f"machine busy ({100 * share:.0f}% of its CPU time): waiting for a quieter moment")
+
+
 def own_cpu_s():
     """CPU seconds of this driver and of its reaped children (the servers and the generator)."""
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -692,6 +707,8 @@ def main():
     ap.add_argument("--nice", type=int, default=0,
                     help="run the servers and the generator at this nice value (e.g. -5 as root on a "
                          "shared machine, so others' load disturbs the measurement less)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
+                    help="first wait up to SECS for the machine to be mostly idle (shared machines)")
     ap.add_argument("--report", action="store_true", help="draw PNGs from OUT/latest.json")
     args = ap.parse_args()
     global NICE
@@ -712,6 +729,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
+    busy_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
     b = Bench(args)
     failed = None
     busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
@@ -736,6 +754,8 @@ def main():
     res["machine"]["load_avg_at_start"] = load0
     res["machine"]["others_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
     res["machine"]["nice"] = args.nice
+    if busy_before is not None:
+        res["machine"]["busy_share_before"] = busy_before
     res["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = args.json or os.path.join(out, "latest.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
