@@ -36,6 +36,7 @@
 #define PUNCH_PROBE_MS 300          /* probe retry */
 #define PUNCH_PROBE_WAIT_MS 1500    /* then the NAT stays "unknown" */
 #define PUNCH_RELAY_WAIT_MS 10000   /* relay knocks unanswered this long: no path */
+#define PUNCH_RELAY_PAUSE_MS 100    /* after a rateLimited relay */
 #define PUNCH_WS_RETRY_MS 1000
 #define PUNCH_WS_TRIES 4
 #define PUNCH_EVQ 80                /* queued events (DATA included) */
@@ -117,6 +118,7 @@ struct punch {
     enum punch_path path;
     struct punch_addr peer_addr;
     uint64_t last_rx, last_tx;
+    uint64_t relay_pause;               /* no relayed stream frames before this (rateLimited) */
     int close_sent_event;
     struct punch_stream *stream;
 
@@ -667,8 +669,14 @@ static void punch_on_error(struct punch *p, const struct punch_msg *m, int from_
         punch_emit_registered(p);
         return;
     }
-    if (strcmp(m->code, "rateLimited") == 0 || strcmp(m->code, "full") == 0)
-        return; /* the stream retransmits / the announce is retried */
+    if (strcmp(m->code, "rateLimited") == 0) {
+        /* A relayed frame was refused: the stream retransmits it; give the
+         * tracker's bucket a moment instead of hammering it. */
+        p->relay_pause = p->now + PUNCH_RELAY_PAUSE_MS;
+        return;
+    }
+    if (strcmp(m->code, "full") == 0)
+        return; /* the announce is retried */
     if (strcmp(m->code, "badRequest") == 0 && from_ws && !p->cfg.ws_only && !p->ws_attached) {
         punch_ws_free(&p->ws);
         p->ws_wanted = 0;
@@ -907,6 +915,8 @@ static void punch_timers(struct punch *p)
         int relay = p->path == PUNCH_PATH_RELAY;
         size_t n;
         uint8_t frame[PUNCH_FRAME_MAX];
+        if (relay && now < p->relay_pause)
+            return;
         while ((n = punch_stream_next(p->stream, now, frame, sizeof frame)) > 0)
             punch_send_frame(p, frame, n, relay, &p->peer_addr);
     }
@@ -1145,7 +1155,10 @@ int punch_timeout_ms(const struct punch *p, uint64_t now_ms)
         punch_min(&t, p->relay_deadline);
         break;
     case PUNCH_S_CONNECTED:
-        punch_min(&t, punch_stream_deadline(p->stream, now_ms));
+        if (p->path == PUNCH_PATH_RELAY && now_ms < p->relay_pause)
+            punch_min(&t, p->relay_pause);
+        else
+            punch_min(&t, punch_stream_deadline(p->stream, now_ms));
         punch_min(&t, p->last_tx + p->cfg.pulse_ms);
         punch_min(&t, p->last_rx + p->cfg.lost_ms);
         break;

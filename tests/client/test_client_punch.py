@@ -5,16 +5,18 @@ stray senders spraying a listener's port, the retry cookie, the access key,
 bytes intact both ways, and the exit codes."""
 import base64
 import os
+import queue
 import random
+import re
 import socket
 import subprocess
 import threading
-import time
 
-from harness import Punchd, PunchdTestCase, metric, padded, scaled
-from punchcli import CONNECTED_RE, ERROR_RE, PUNCH_BIN, Punch, fmt, udp_endpoints
+from harness import PunchdTestCase, metric, scaled
+from punchcli import PUNCH_BIN, Punch, fmt, udp_endpoints
 
 PROBE_IP = "127.0.0.2"
+EXAMPLE_BIN = os.path.join(os.path.dirname(PUNCH_BIN), "punch_example")
 
 
 def text_lines(tag, n, long_every=7):
@@ -110,6 +112,42 @@ class ClientDirectTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(lis.connected()[0], "direct")
         self.assertEqual(con.connected()[0], "direct")
         self.exchange(lis, con, b"one\ntwo\n", b"three\n")
+
+    def test_embedding_example(self):
+        # tools/punch_example.c, the game loop of docs/libpunch.md, waits for a
+        # peer; the CLI connects; ticks flow one way, a line the other way.
+        ex = subprocess.Popen([EXAMPLE_BIN, self.tracker_arg()], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: ex.poll() is None and (ex.kill(), ex.wait()))
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l.decode()) for l in ex.stdout] + [lines.put(None)],
+                         daemon=True).start()
+
+        def next_line():
+            line = lines.get(timeout=scaled(20))
+            if line is None:
+                self.fail("the example ended early: " + ex.stderr.read().decode())
+            return line.rstrip("\n")
+
+        m = re.match(r"^registered: shareId ([0-9A-Za-z]{8}) \(NAT eim\)$", next_line())
+        self.assertIsNotNone(m)
+        con = self.start_connector(m.group(1), "--bind", "127.0.0.1")
+        self.assertEqual(con.connected()[0], "direct")
+        self.assertRegex(next_line(), r"^connected to [0-9A-Za-z]{8} via direct \(127\.0\.0\.1:\d+\), rtt ")
+        con.write(b"hello example\n")
+        con.close_stdin()
+        ticks = "".join(f"tick {i}\n" for i in range(1, 9)).encode()
+        self.assertEqual(con.wait_stdout(len(ticks)), ticks)
+        self.assertEqual(con.wait_exit(), 0, con.describe())
+        rest = []
+        while True:
+            line = lines.get(timeout=scaled(20))
+            if line is None:
+                break
+            rest.append(line.rstrip("\n"))
+        self.assertEqual(rest, ["peer: hello example", "peer said bye"])
+        self.assertEqual(ex.wait(scaled(10)), 0)
+        self.assertNotIn(b"Sanitizer", ex.stderr.read())
 
     def test_stray_sender_is_not_taken_for_the_peer(self):
         lis = self.start_listener("--bind", "127.0.0.1")
