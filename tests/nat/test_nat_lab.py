@@ -34,10 +34,15 @@ SCENARIOS = {
     "2": ("same NAT (cone), LAN candidates", {"nat_a": "cone"}, True, {}, {"direct"}),
     "3a": ("sequential / cone", {"nat_a": "sequential", "nat_b": "cone"}, False, {}, {"predicted"}),
     "3b": ("sequential / sequential", {"nat_a": "sequential", "nat_b": "sequential"}, False, {}, {"predicted"}),
+    "3c": ("cone / sequential", {"nat_a": "cone", "nat_b": "sequential"}, False, {}, {"predicted"}),
     "4a": ("random / cone", {"nat_a": "random", "nat_b": "cone"}, False, {}, {"relay"}),
     "4b": ("random / random", {"nat_a": "random", "nat_b": "random"}, False, {}, {"relay"}),
-    "5": ("UDP to tracker blocked (A on --ws) / cone", {"nat_a": "udpblock", "nat_b": "cone"}, False,
-          {"cli_a": {"ws": True}}, {"relay", "direct"}),
+    "4c": ("cone / random", {"nat_a": "cone", "nat_b": "random"}, False, {}, {"relay"}),
+    "4d": ("sequential / random", {"nat_a": "sequential", "nat_b": "random"}, False, {}, {"relay"}),
+    "5a": ("UDP to tracker blocked (A on --ws) / cone", {"nat_a": "udpblock", "nat_b": "cone"}, False,
+           {"cli_a": {"ws": True}}, {"relay", "direct"}),
+    "5b": ("cone / UDP to tracker blocked (B on --ws)", {"nat_a": "cone", "nat_b": "udpblock"}, False,
+           {"cli_b": {"ws": True}}, {"relay", "direct"}),
 }
 
 
@@ -242,14 +247,26 @@ class Lab2Scenarios(unittest.TestCase):
     def test_3b_sequential_sequential(self):
         self.run_scenario("3b")
 
+    def test_3c_cone_sequential(self):
+        self.run_scenario("3c")
+
     def test_4a_random_cone(self):
         self.run_scenario("4a")
 
     def test_4b_random_random(self):
         self.run_scenario("4b")
 
-    def test_5_udp_blocked(self):
-        self.run_scenario("5")
+    def test_4c_cone_random(self):
+        self.run_scenario("4c")
+
+    def test_4d_sequential_random(self):
+        self.run_scenario("4d")
+
+    def test_5a_udp_blocked_connects(self):
+        self.run_scenario("5a")
+
+    def test_5b_udp_blocked_listens(self):
+        self.run_scenario("5b")
 
 
 class Lab3FirstAttempt(unittest.TestCase):
