@@ -11,8 +11,9 @@ import re
 import socket
 import subprocess
 import threading
+import unittest
 
-from harness import PunchdTestCase, metric, scaled
+from harness import PunchdTestCase, ipv6_loopback_available, metric, scaled
 from punchcli import PUNCH_BIN, Punch, fmt, udp_endpoints
 
 PROBE_IP = "127.0.0.2"
@@ -258,6 +259,24 @@ class ClientWebSocketTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(lis.connected()[0], "relay")
         self.assertEqual(con.connected()[0], "relay")
         self.exchange(lis, con, text_lines("WRL", 6), text_lines("WRC", 6))
+
+
+@unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback on this host")
+class ClientIPv6Test(PunchPairMixin, PunchdTestCase):
+    server_flags = ()
+    server_kwargs = {"bind": "::1"}
+
+    def test_direct_over_ipv6(self):
+        lis, con, _ = self.pair()
+        path, _, peer = lis.connected()
+        self.assertEqual(path, "direct")
+        self.assertRegex(peer, r"^\[::1\]:\d+$")
+        self.exchange(lis, con, text_lines("6L", 5), text_lines("6C", 5))
+
+    def test_relay_over_ipv6(self):
+        lis, con, _ = self.pair(("--relay",), ())
+        self.assertEqual(con.connected()[0], "relay")
+        self.exchange(lis, con, b"v6 relay\n", b"ok\n")
 
 
 class ClientRetryAndKeyTest(PunchPairMixin, PunchdTestCase):
