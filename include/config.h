@@ -51,7 +51,6 @@ struct config {
     char access_key[CONFIG_SECRET_MAX + 1];  /* "" = open */
     char metrics_key[CONFIG_SECRET_MAX + 1]; /* "" = /metrics open */
     struct config_cidrs trusted_proxies;     /* PROXY / X-Forwarded-For trusted from these */
-    long workers;           /* event loops (threads) sharing the UDP port */
     /* Derived by config_finish(): */
     struct ids_key token_key;
     int token_key_set;
@@ -72,8 +71,15 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errca
  * the command line. Returns 0, or -1 with a reason in err. */
 int config_set_text(struct config *c, const char *key, const char *value, char *err, size_t errcap);
 
+/* Applies every PUNCHD_<KEY>=value of envp (KEY = a config key upper-cased,
+ * e.g. PUNCHD_PEER_TTL); values are parsed as on the command line (CIDR
+ * lists comma-separated). Returns 0, or -1 with a reason in err for an
+ * unknown PUNCHD_* variable or a bad value. */
+int config_from_env(struct config *c, char *const *envp, char *err, size_t errcap);
+
 /* The whole command line: defaults, then --config FILE (or ./config.json if it
- * exists and no --config is given), then every --key-name VALUE flag.
+ * exists and no --config is given), then the PUNCHD_* environment, then every
+ * --key-name VALUE flag.
  * Returns an enum config_cli, or -1 with a reason in err. */
 int config_from_args(struct config *c, int argc, char **argv, char *err, size_t errcap);
 

@@ -89,8 +89,7 @@ static const struct config_key config_keys[] = {
       "\"\" = /metrics open; else it needs ?key= or a Bearer header" },
     { "trusted_proxies", CFG_CIDRS, OFF(trusted_proxies), 0, 0, NULL,
       "CIDRs whose PROXY header / X-Forwarded-For give the client address (default [])" },
-    { "workers", CFG_INT, OFF(workers), 1, 64, NULL,
-      "event loops (threads) sharing the ports with SO_REUSEPORT (default 1)" },
+
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -134,7 +133,6 @@ void config_defaults(struct config *c)
     c->rate_response_bytes_per_sec = 65536;
     c->max_connections_per_ip = 512;
     c->retry_threshold = 0.5;
-    c->workers = 1;
 }
 
 static const struct config_key *config_find(const char *name)
@@ -411,6 +409,46 @@ static int config_flag_name(const char *arg, char *out, size_t cap, const char *
     return 0;
 }
 
+extern char **environ;
+
+int config_from_env(struct config *c, char *const *envp, char *err, size_t errcap)
+{
+    static const char prefix[] = "PUNCHD_";
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *name = *e + sizeof prefix - 1, *eq = strchr(name, '=');
+        char key[64], src[96];
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        if (!eq || n == 0 || n >= sizeof key)
+            return config_fail(err, errcap, "environment: unknown variable %.80s", *e);
+        int upper = 1; /* PUNCHD_PEER_TTL, never PUNCHD_peer_ttl */
+        for (size_t i = 0; i < n; i++) {
+            upper &= !(name[i] >= 'a' && name[i] <= 'z');
+            key[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+        }
+        key[n] = '\0';
+        snprintf(src, sizeof src, "environment PUNCHD_%.*s", (int)n, name);
+        const struct config_key *k = config_find(key);
+        if (!k || !upper)
+            return config_fail(err, errcap, "%s: unknown key (see --help)", src);
+        const char *v = eq + 1;
+        if (k->type == CFG_INT) {
+            char *end = NULL;
+            errno = 0;
+            long lv = strtol(v, &end, 10);
+            if (v[0] == '\0' || *end != '\0' || errno == ERANGE)
+                return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got \"%.64s\")",
+                                   src, k->name, k->min, k->max, v);
+            if (config_store_int(c, k, src, lv, err, errcap) != 0)
+                return -1;
+        } else if (config_store_str(c, k, src, v, err, errcap) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int config_from_args(struct config *c, int argc, char **argv, char *err, size_t errcap)
 {
     const char *config_path = NULL;
@@ -446,6 +484,9 @@ int config_from_args(struct config *c, int argc, char **argv, char *err, size_t 
         if (config_load_file(c, "config.json", err, errcap) != 0)
             return -1;
     }
+    /* Containers set PUNCHD_<KEY>: above the file, below the flags. */
+    if (config_from_env(c, environ, err, errcap) != 0)
+        return -1;
     /* Second pass: flags override the file. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--health") == 0)
@@ -480,6 +521,8 @@ void config_usage(void *file)
         }
         fprintf(f, "  %-20s %s\n", flag, config_keys[i].help);
     }
-    fprintf(f, "\nEvery flag is also a key of the config file (--peer-ttl = \"peer_ttl\");\n"
-               "flags override the file. Exit status 2 on a configuration error.\n");
+    fprintf(f, "\nEvery flag is also a key of the config file (--peer-ttl = \"peer_ttl\") and an\n"
+               "environment variable PUNCHD_<KEY> (PUNCHD_PEER_TTL=60); flags override the\n"
+               "environment, which overrides the file. An unknown PUNCHD_* variable is an error.\n"
+               "Exit status 2 on a configuration error.\n");
 }

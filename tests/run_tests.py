@@ -3,7 +3,7 @@
 
 Unit tests are cmocka binaries (run with TAP output, one result per test case);
 integration tests are the unittest modules in tests/integration/, which start
-the real punchd binary (PUNCHD_BIN) on loopback. A unit binary that dies
+the real punchd binary (TEST_PUNCHD_BIN) on loopback. A unit binary that dies
 without reporting a failure (a crash, a sanitizer abort) counts as a failure.
 Exit status: 0 when nothing failed, 1 otherwise.
 """
@@ -95,9 +95,9 @@ SUITES = ["integration", "client", "deploy", "bench", "nat"]
 
 
 def run_integration(build, counts, pattern, suites):
-    os.environ["PUNCHD_BIN"] = os.path.join(ROOT, build, "punchd")
+    os.environ["TEST_PUNCHD_BIN"] = os.path.join(ROOT, build, "punchd")
     os.environ["PUNCH_BIN"] = os.path.join(ROOT, build, "punch")
-    os.environ["PUNCHD_BUILD"] = os.path.join(ROOT, build)
+    os.environ["TEST_PUNCHD_BUILD"] = os.path.join(ROOT, build)
     sys.path.insert(0, os.path.join(HERE, "integration"))
     suite = unittest.TestSuite()
     for name in suites:

@@ -28,7 +28,7 @@ DIST = os.path.join(ROOT, "dist")
 UNIT = os.path.join(DIST, "punchd.service")
 MAN = os.path.join(DIST, "punchd.1")
 SAMPLE = os.path.join(DIST, "config.sample.json")
-BUILD = os.path.relpath(os.environ.get("PUNCHD_BUILD") or os.path.join(ROOT, "build"), ROOT)
+BUILD = os.path.relpath(os.environ.get("TEST_PUNCHD_BUILD") or os.path.join(ROOT, "build"), ROOT)
 CLIENT = os.path.exists(os.path.join(ROOT, "mk", "client.mk"))
 TIMEOUT = 600
 

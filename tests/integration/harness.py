@@ -1,6 +1,6 @@
 """Integration-test harness: runs the real punchd binary and talks to it over UDP.
 
-- Punchd starts build/punchd (env PUNCHD_BIN) with `--port 0`, a bind address and
+- Punchd starts build/punchd (env TEST_PUNCHD_BIN) with `--port 0`, a bind address and
   the test's flags, in a private temporary working directory (so no ./config.json
   is picked up unless a test puts one there). A background thread reads stderr;
   start() waits for the "listening on udp <addr>" line (an event, with a timeout)
@@ -13,7 +13,7 @@
 - TCP: the start line's "and tcp <addr>" part gives tcp_host/tcp_port; conn(),
   http() and PunchdTestCase.ws()/ws_announced() talk HTTP and WebSocket there
   (wsclient.py).
-- Timeouts scale with env PUNCHD_TIME_SCALE (default 1; 3 when the binary path
+- Timeouts scale with env TEST_TIME_SCALE (default 1; 3 when the binary path
   contains "/san/", the sanitizer build).
 
 Python 3 standard library only.
@@ -32,7 +32,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.environ.get("PUNCHD_BIN") or os.path.join(ROOT, "build", "punchd")
+BIN = os.environ.get("TEST_PUNCHD_BIN") or os.path.join(ROOT, "build", "punchd")
 
 
 # A command to run punchd under (e.g. "valgrind --error-exitcode=99 ..."), split on spaces.
@@ -40,7 +40,7 @@ WRAPPER = os.environ.get("TEST_PUNCHD_WRAPPER", "").split()
 
 
 def _time_scale():
-    v = os.environ.get("PUNCHD_TIME_SCALE")
+    v = os.environ.get("TEST_TIME_SCALE")
     if v:
         return float(v)
     if any("valgrind" in w for w in WRAPPER):

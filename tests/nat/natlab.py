@@ -91,11 +91,11 @@ SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 def time_scale():
-    """How much longer to wait for slow builds: PUNCHD_TIME_SCALE, else 3 for sanitizer builds."""
-    v = os.environ.get("PUNCHD_TIME_SCALE")
+    """How much longer to wait for slow builds: TEST_TIME_SCALE, else 3 for sanitizer builds."""
+    v = os.environ.get("TEST_TIME_SCALE")
     if v:
         return float(v)
-    build = os.environ.get("PUNCHD_BUILD", "") + os.environ.get("PUNCHD_BIN", "")
+    build = os.environ.get("TEST_PUNCHD_BUILD", "") + os.environ.get("TEST_PUNCHD_BIN", "")
     return 3.0 if "san" in os.path.basename(os.path.dirname(os.path.join(build, "x"))) or "/san/" in build else 1.0
 
 
@@ -103,7 +103,16 @@ def time_scale():
 # Outside: what the test calls.
 
 class LabError(Exception):
-    pass
+    """The lab could not be built or the driver gave no result; detail: the last stderr line."""
+
+    def __init__(self, message, detail=None):
+        super().__init__(message)
+        self.detail = detail or last_line(message) or message
+
+
+def last_line(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
 
 
 def missing_tools():
@@ -120,9 +129,9 @@ def unavailable():
     try:
         res = run_lab({"task": "check", "routers": {"nat_a": "sequential", "nat_b": "random"}}, timeout=30)
     except LabError as e:
-        return f"network namespaces unavailable: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+        return f"network namespaces unavailable: {e.detail}"
     if not res.get("ok"):
-        return f"network namespaces unavailable: {res.get('error', res)}"
+        return "network namespaces unavailable: " + " / ".join(str(res.get("error", res)).split("\n"))
     return None
 
 
@@ -148,7 +157,7 @@ def run_lab(spec, timeout):
             res.setdefault("driver_stderr", err[-3000:])
             return res
     raise LabError(f"lab driver exited with status {proc.returncode} without a result\n"
-                   f"{err[-3000:]}\n{out[-1000:]}")
+                   f"{err[-3000:]}\n{out[-1000:]}", detail=last_line(err) or f"status {proc.returncode}")
 
 
 # --------------------------------------------------------------------------
@@ -437,7 +446,7 @@ CONNECTED_RE = r"^punch: (connected path=(\S+) rtt_ms=(\S+) peer=(\S+)|error .*)
 
 
 def start_punchd(lab, scale):
-    bin_ = os.environ.get("PUNCHD_BIN") or os.path.join(ROOT, "build", "punchd")
+    bin_ = os.environ.get("TEST_PUNCHD_BIN") or os.path.join(ROOT, "build", "punchd")
     conf = {"bind": PUB_MAIN, "port": TRACKER_PORT, "probe_bind": PUB_PROBE,
             "probe_port": TRACKER_PORT, "ws_port": 0, "log_level": "info"}
     path = "/run/natlab-punchd.json"
