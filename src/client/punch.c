@@ -572,6 +572,8 @@ static void punch_on_frame(struct punch *p, const uint8_t *f, size_t n, int rela
     }
     if (p->st != PUNCH_S_CONNECTED)
         return; /* stream frames before we chose a path: the peer retransmits */
+    if (!relay && p->path != PUNCH_PATH_RELAY && src)
+        p->peer_addr = *src; /* follow the peer if its NAT rebound (authentic, not a replay) */
     punch_stream_input(p->stream, f, n, p->now, punch_deliver, p);
 }
 
