@@ -38,6 +38,7 @@ static void usage(FILE *f)
             "  --timeout SECONDS    limit for registering and connecting (default 30; 0 = none)\n"
             "  --bind IP            local address of the UDP socket\n"
             "  --ws-port PORT       the tracker's TCP port when it differs from the UDP one\n"
+            "  --lost SECONDS       a connected peer silent this long is lost (default 15)\n"
             "\n"
             "stdin goes to the peer, the peer's data to stdout; status lines on stderr.\n");
 }
@@ -110,7 +111,8 @@ int main(int argc, char **argv)
         }
         int takes = strcmp(name, "--tracker") == 0 || strcmp(name, "--probe") == 0 ||
                     strcmp(name, "--key") == 0 || strcmp(name, "--timeout") == 0 ||
-                    strcmp(name, "--bind") == 0 || strcmp(name, "--ws-port") == 0;
+                    strcmp(name, "--bind") == 0 || strcmp(name, "--ws-port") == 0 ||
+                    strcmp(name, "--lost") == 0;
         if (takes && !val) {
             if (i + 1 >= argc)
                 return usage_error("%s needs a value", name);
@@ -132,6 +134,11 @@ int main(int argc, char **argv)
         } else if (strcmp(name, "--timeout") == 0) {
             if (parse_seconds(val, &timeout_s) != 0)
                 return usage_error("--timeout must be a number of seconds, not %s", val);
+        } else if (strcmp(name, "--lost") == 0) {
+            double lost_s;
+            if (parse_seconds(val, &lost_s) != 0 || lost_s < 0.3 || lost_s > 3600)
+                return usage_error("--lost must be 0.3 to 3600 seconds, not %s", val);
+            cfg.lost_ms = (uint32_t)(lost_s * 1000);
         } else if (strcmp(name, "--ws-port") == 0) {
             char *end = NULL;
             long v = strtol(val, &end, 10);

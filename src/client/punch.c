@@ -848,6 +848,15 @@ static void punch_ws_step(struct punch *p)
 
 /* ---- timers ---- */
 
+/* Keep-alive interval on the peer path: the pulse interval, but at least
+ * three keep-alives within lost_ms so a short lost_ms does not lose a quiet
+ * but healthy peer. */
+static uint64_t punch_keepalive_ms(const struct punch *p)
+{
+    uint64_t ka = p->cfg.pulse_ms, third = p->cfg.lost_ms / 3;
+    return third && third < ka ? third : ka;
+}
+
 static void punch_timers(struct punch *p)
 {
     uint64_t now = p->now;
@@ -912,7 +921,7 @@ static void punch_timers(struct punch *p)
             punch_fail(p, PUNCH_E_LOST, "the peer stopped answering");
             return;
         }
-        if (now >= p->last_tx + p->cfg.pulse_ms)
+        if (now >= p->last_tx + punch_keepalive_ms(p))
             p->stream->ack_due = 1; /* keep-alive: keeps the NAT mappings open */
         int relay = p->path == PUNCH_PATH_RELAY;
         size_t n;
@@ -1161,7 +1170,7 @@ int punch_timeout_ms(const struct punch *p, uint64_t now_ms)
             punch_min(&t, p->relay_pause);
         else
             punch_min(&t, punch_stream_deadline(p->stream, now_ms));
-        punch_min(&t, p->last_tx + p->cfg.pulse_ms);
+        punch_min(&t, p->last_tx + punch_keepalive_ms(p));
         punch_min(&t, p->last_rx + p->cfg.lost_ms);
         break;
     default:

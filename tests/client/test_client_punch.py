@@ -357,6 +357,19 @@ class ClientExitCodesTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(rc, 1)
         self.assertEqual(err.splitlines(), ["punch: error timeout"])
 
+    def test_quiet_peer_kept_then_lost(self):
+        opts = ("--bind", "127.0.0.1", "--lost", "1")
+        lis, con, _ = self.pair(opts, opts)
+        self.assertEqual(con.connected()[0], "direct")
+        self.assertEqual(lis.connected()[0], "direct")
+        # Three lost periods of silence: keep-alives hold the pair together.
+        with self.assertRaises(subprocess.TimeoutExpired):
+            con.proc.wait(3)
+        self.assertIsNone(lis.proc.poll(), lis.describe())
+        lis.kill()  # the peer vanishes without a bye
+        self.assertEqual(con.wait_exit(), 1, con.describe())
+        self.assertEqual(con.stderr_text().splitlines()[-1], "punch: error the peer stopped answering")
+
     def test_second_connector_is_not_accepted(self):
         # listen accepts the first peer that pushes; a second one gets no path.
         lis, con, sid = self.pair(("--bind", "127.0.0.1"), ("--bind", "127.0.0.1"))
