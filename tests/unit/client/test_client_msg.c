@@ -283,6 +283,60 @@ static void test_parse_relayed(void **state)
     assert_int_equal(m.relay_len, 0);
 }
 
+/* Mutations of real messages (flipped, cut, repeated bytes): parse or
+ * refuse, never crash or overrun (this runs under ASan with make SAN=1), and
+ * whatever is kept stays within its bounds. */
+static void test_parse_mutations(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "{\"action\":\"pushReceived\",\"data\":{\"peeraddr\":\"198.51.100.9:56745\",\"peerShareId\":"
+        "\"6YLD6sV6\",\"transports\":[\"udp\",\"ws\"],\"nat\":\"sequential\",\"candidates\":"
+        "[\"10.0.0.2:5000\",\"[2001:db8::1]:7\"],\"predicted\":[\"198.51.100.9:40002\"],\"pubkey\":"
+        "\"3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu8=\",\"nonce\":\"00112233445566778899aabbccddeeff\"}}",
+        "{\"action\":\"announceReceived\",\"data\":{\"shareId\":\"A6iD7k3n\",\"addr\":\"203.0.113.7:60995\","
+        "\"token\":\"a44462b8fa5528e61f85914996694570\",\"ttl\":300,\"probe\":\"198.18.0.2:3000\"}}",
+        "{\"action\":\"relayed\",\"data\":{\"peerShareId\":\"A6iD7k3n\",\"payload\":{\"p\":\"AAEC\"}}}",
+        "{\"action\":\"error\",\"data\":{\"code\":\"retry\",\"cookie\":\"Zm9vYmFy\"}}",
+    };
+    static const char tokens[] = "{}[]\",:\\0123456789.e-+ tfnul\x80\xff";
+    uint64_t seed = 0x1234;
+    char buf[1024];
+    struct punch_msg m;
+    int parsed = 0;
+    for (int round = 0; round < 20000; round++) {
+        const char *src = seeds[round % 4];
+        size_t n = strlen(src);
+        memcpy(buf, src, n);
+        int edits = 1 + (int)cu_below(&seed, 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = cu_below(&seed, (uint32_t)n);
+            uint32_t kind = cu_below(&seed, 10);
+            if (kind < 6) {
+                buf[at] = tokens[cu_below(&seed, sizeof tokens - 1)];
+            } else if (kind == 6) {
+                n = at + 1; /* cut */
+            } else {
+                if (n + 8 < sizeof buf) { /* repeat a slice */
+                    memmove(buf + at + 8, buf + at, n - at);
+                    n += 8;
+                }
+            }
+        }
+        if (punch_msg_parse(buf, n, &m) != 0)
+            continue;
+        parsed++;
+        assert_true(m.ncand >= 0 && m.ncand <= PUNCH_MAX_CANDIDATES);
+        assert_true(m.npred >= 0 && m.npred <= PUNCH_MAX_PREDICTED);
+        assert_true(strlen(m.share_id) == 0 || strlen(m.share_id) == PUNCH_ID_LEN);
+        assert_true(strlen(m.peer_id) == 0 || strlen(m.peer_id) == PUNCH_ID_LEN);
+        assert_true(m.relay_len <= PUNCH_RELAY_MAX && strlen(m.relay) == m.relay_len);
+        assert_true(strlen(m.cookie) <= PUNCH_COOKIE_MAX);
+    }
+    printf("# %d of 20000 mutants parsed\n", parsed);
+    assert_true(parsed > 3000); /* the mutants do reach the field code */
+}
+
 static void test_nat_names(void **state)
 {
     (void)state;
@@ -310,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test(test_parse_not_objects),
         cmocka_unit_test(test_parse_relayed),
+        cmocka_unit_test(test_parse_mutations),
         cmocka_unit_test(test_nat_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
