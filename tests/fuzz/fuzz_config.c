@@ -3,7 +3,8 @@
  * Input: one mode byte, then a file's text up to the first two NUL bytes,
  * then NUL-separated command-line words. The text is loaded as a config
  * file (config_load_file through a memfd, so nothing touches the disk);
- * the words go through config_set_text in pairs, and (mode bit 0) through
+ * the words go through config_set_text in pairs, (mode bit 1) through
+ * config_from_env as PUNCHD_* variables, and (mode bit 0) through
  * config_from_args as a whole command line with --config pointing at the
  * same text. Whatever happens, the result is 0 with every key inside its
  * documented range, or -1 with a one-line reason; never a crash. */
@@ -152,6 +153,19 @@ int fuzz_config_one(const uint8_t *data, size_t size)
     if (rc == 0)
         FUZZ_CHECK(c.token_key_set == (c.token_key_hex[0] != '\0'));
 
+    if (mode & 2) {
+        /* The words as an environment (PUNCHD_<KEY>=value), over the file. */
+        char *envp[FUZZ_CFG_MAX_WORDS + 1];
+        for (int i = 0; i < nwords; i++)
+            envp[i] = argv[3 + i];
+        envp[nwords] = NULL;
+        struct config c3;
+        config_defaults(&c3);
+        rc = config_load_file(&c3, path, err, sizeof err);
+        rc = config_from_env(&c3, envp, err, sizeof err);
+        fuzz_config_check_err(rc, err, sizeof err);
+        fuzz_config_check(&c3);
+    }
     if (mode & 1) {
         /* The whole command line. --config comes from us, never from the
          * input: a fuzzed path could name a device that blocks. */
@@ -168,10 +182,10 @@ int fuzz_config_one(const uint8_t *data, size_t size)
             argv[argc] = NULL;
             struct config c2;
             rc = config_from_args(&c2, argc, argv, err, sizeof err);
-            FUZZ_CHECK(rc >= -1 && rc <= CONFIG_CLI_VERSION);
+            FUZZ_CHECK(rc >= -1 && rc <= CONFIG_CLI_HEALTH);
             if (rc == -1)
                 fuzz_config_check_err(rc, err, sizeof err);
-            if (rc == CONFIG_CLI_RUN)
+            if (rc == CONFIG_CLI_RUN || rc == CONFIG_CLI_HEALTH)
                 fuzz_config_check(&c2);
         }
     }

@@ -7,7 +7,8 @@
  * piece, and cut into chunks whose sizes come from the input. Both runs must
  * see exactly the same requests: a head's meaning and the head size limit
  * must not depend on how TCP segmented it. Every complete head is routed and
- * its responses formatted. */
+ * its responses formatted. The same stream is also read as a PROXY v1
+ * line (http_proxy_v1), whose verdict must not depend on how it arrived. */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,12 @@ static void fuzz_http_check_head(const struct http_head *h)
         FUZZ_CHECK(cl == sl && memcmp(cred, small, (size_t)sl + 1) == 0);
     else
         FUZZ_CHECK(cl == -1 || cl + 1 > (int)sizeof small);
+    /* X-Forwarded-For's last entry, when it is an IP. */
+    struct addr fwd;
+    int fr = http_forwarded_addr(h, &fwd);
+    FUZZ_CHECK(fr == 0 || fr == -1);
+    if (fr == 0)
+        FUZZ_CHECK((fwd.family == AF_INET || fwd.family == AF_INET6) && fwd.port == 0);
     enum http_route rt = http_route(h);
     FUZZ_CHECK(rt >= HTTP_ROUTE_HEALTHZ && rt <= HTTP_ROUTE_BAD_VERSION);
     if (rt == HTTP_ROUTE_UPGRADE) {
@@ -175,6 +182,43 @@ static void fuzz_http_key(const uint8_t *data, size_t size)
     }
 }
 
+/* A PROXY v1 line at the start of stream: the verdict on any prefix is
+ * "need more" or the verdict on the whole, with the same line and address,
+ * so it does not depend on how the bytes arrived. */
+static void fuzz_http_proxy(const char *stream, size_t len)
+{
+    struct addr whole, part;
+    size_t used_whole = 0, used_part = 0;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        abort();
+    if (len)
+        memcpy(copy, stream, len);
+    int rw = http_proxy_v1(copy, len, &whole, &used_whole);
+    FUZZ_CHECK(rw == -1 || rw == 0 || rw == 1 || rw == 2);
+    if (rw == 1) {
+        FUZZ_CHECK(used_whole >= 8 && used_whole <= 107 && used_whole <= len);
+        FUZZ_CHECK(stream[used_whole - 1] == '\n' && stream[used_whole - 2] == '\r');
+        FUZZ_CHECK(whole.family == 0 || ((whole.family == AF_INET || whole.family == AF_INET6) &&
+                                         whole.port > 0));
+    }
+    if (rw == 0)
+        FUZZ_CHECK(len < 107);
+    size_t max = len < 120 ? len : 120;
+    for (size_t n = 0; n < max; n++) {
+        char *pre = malloc(n ? n : 1); /* exact size: over-reads are caught */
+        if (!pre)
+            abort();
+        memcpy(pre, stream, n);
+        int rp = http_proxy_v1(pre, n, &part, &used_part);
+        free(pre);
+        FUZZ_CHECK(rp == 0 || rp == rw);
+        if (rp == 1)
+            FUZZ_CHECK(used_part == used_whole && memcmp(&part, &whole, sizeof part) == 0);
+    }
+    free(copy);
+}
+
 int fuzz_http_one(const uint8_t *data, size_t size)
 {
     fuzz_init();
@@ -194,5 +238,6 @@ int fuzz_http_one(const uint8_t *data, size_t size)
     FUZZ_CHECK(fuzz_http_same(&whole, &cut));
     FUZZ_CHECK(whole.consumed <= len);
     fuzz_http_key((const uint8_t *)stream, len);
+    fuzz_http_proxy(stream, len);
     return 0;
 }
