@@ -114,6 +114,22 @@ class ClientDirectTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(con.connected()[0], "direct")
         self.exchange(lis, con, b"one\ntwo\n", b"three\n")
 
+    def test_probe_flag_overrides_the_trackers(self):
+        # The probe address the caller gives wins over announceReceived's: a
+        # silent one leaves the NAT unknown, the real one (given explicitly) finds eim.
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        lis = self.start_listener("--probe", fmt(*silent.getsockname()))
+        lis.share_id()
+        self.assertEqual(lis.nat(), "unknown")
+        silent.settimeout(scaled(2))
+        data, _ = silent.recvfrom(2048)  # the probe did go there
+        self.assertIn(b'"action":"probe"', data)
+        lis2 = self.start_listener("--probe", f"{PROBE_IP}:{self.server.port}")
+        lis2.share_id()
+        self.assertEqual(lis2.nat(), "eim")
+
     def test_embedding_example(self):
         # tools/punch_example.c, the game loop of docs/libpunch.md, waits for a
         # peer; the CLI connects; ticks flow one way, a line the other way.
