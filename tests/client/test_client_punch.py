@@ -374,13 +374,14 @@ class ClientExitCodesTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(err.splitlines(), ["punch: error timeout"])
 
     def test_quiet_peer_kept_then_lost(self):
-        opts = ("--bind", "127.0.0.1", "--lost", "1")
+        lost = scaled(2)  # keep-alives every third of it
+        opts = ("--bind", "127.0.0.1", "--lost", f"{lost:g}")
         lis, con, _ = self.pair(opts, opts)
         self.assertEqual(con.connected()[0], "direct")
         self.assertEqual(lis.connected()[0], "direct")
-        # Three lost periods of silence: keep-alives hold the pair together.
+        # A silence longer than --lost: keep-alives hold the pair together.
         with self.assertRaises(subprocess.TimeoutExpired):
-            con.proc.wait(3)
+            con.proc.wait(1.5 * lost)
         self.assertIsNone(lis.proc.poll(), lis.describe())
         lis.kill()  # the peer vanishes without a bye
         self.assertEqual(con.wait_exit(), 1, con.describe())
