@@ -94,8 +94,11 @@ define FUZZ_RUN
 	else \
 	  tail -n 60 $(FUZZ_DIR)/$(1).log; \
 	  for a in $(FUZZ_DIR)/artifacts/$(1)/*; do \
-	    [ -f "$$a" ] && cp "$$a" tests/fuzz/regress/$(1)/ && \
-	      echo "fuzz: kept $$a as tests/fuzz/regress/$(1)/$$(basename $$a)"; \
+	    [ -f "$$a" ] || continue; kept=""; \
+	    for k in tests/fuzz/regress/$(1)/*; do cmp -s "$$a" "$$k" && kept="$$k"; done; \
+	    if [ -n "$$kept" ]; then echo "fuzz: $$a is the known $$kept"; \
+	    else cp "$$a" tests/fuzz/regress/$(1)/ && \
+	      echo "fuzz: kept $$a as tests/fuzz/regress/$(1)/$$(basename $$a)"; fi; \
 	  done; \
 	  echo "fuzz: $(1) FAILED (log: $(FUZZ_DIR)/$(1).log)"; touch $(FUZZ_DIR)/failed-$(1); \
 	fi
