@@ -362,6 +362,13 @@ static void punch_connected(struct punch *p, enum punch_path path, double rtt, c
     if (peer)
         p->peer_addr = *peer;
     p->last_rx = p->now;
+    if (rtt > 0 && p->stream->srtt_ms == 0) {
+        /* The knock's round trip is the stream's first RTT sample. */
+        double rto = 2 * rtt + 50;
+        p->stream->srtt_ms = rtt;
+        p->stream->rto_ms = rto < PUNCH_RTO_MIN ? PUNCH_RTO_MIN : rto > PUNCH_RTO_MAX ? PUNCH_RTO_MAX
+                                                                                       : (uint32_t)rto;
+    }
     struct punch_evq_item *it = punch_ev_push(p, PUNCH_EV_CONNECTED);
     if (!it)
         return;
