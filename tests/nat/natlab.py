@@ -287,8 +287,8 @@ class Lab:
             base = SEQ_BASE_MIN + secrets.randbelow(SEQ_BASE_SPAN)
             nsexec(r, "nft", "-f", "-", input_text=sequential_nft(ROUTERS[r]["wan"], base))
 
-    def spawn(self, name, ns, argv):
-        p = Proc(name, ns, argv)
+    def spawn(self, name, ns, argv, env=None):
+        p = Proc(name, ns, argv, env)
         self.procs.append(p)
         return p
 
@@ -303,14 +303,14 @@ class Lab:
 class Proc:
     """A process in a namespace; threads collect its stdout/stderr lines with arrival times."""
 
-    def __init__(self, name, ns, argv):
+    def __init__(self, name, ns, argv, env=None):
         self.name = name
         self.argv = argv
         self.cond = threading.Condition()
         self.lines = {"out": [], "err": []}
         self.eof = {"out": False, "err": False}
         self.p = subprocess.Popen(["ip", "netns", "exec", ns] + list(argv), stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.threads = [threading.Thread(target=self._read, args=(s, k), daemon=True)
                         for s, k in ((self.p.stdout, "out"), (self.p.stderr, "err"))]
         for t in self.threads:
@@ -452,7 +452,9 @@ def start_punchd(lab, scale):
     path = "/run/natlab-punchd.json"
     with open(path, "w") as f:
         json.dump(conf, f)
-    p = lab.spawn("punchd", "pub", [bin_, "--config", path])
+    # PUNCHD_<KEY> variables override the config file: none may leak into the lab.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUNCHD_")}
+    p = lab.spawn("punchd", "pub", [bin_, "--config", path], env=env)
     if p.wait_line("err", r"listening on udp", 10 * scale) is None:
         raise LabError("punchd did not start: " + "\n".join(p.text("err")[-20:]))
     return p
