@@ -278,7 +278,8 @@ static int config_set_json(struct config *c, const char *src, const cJSON *item,
         double d = item->valuedouble;
         if (!cJSON_IsNumber(item))
             return config_fail(err, errcap, "%s: %s: must be %s", src, k->name, config_type_name(k));
-        if (!isfinite(d) || d != floor(d) || d < (double)LONG_MIN || d > (double)LONG_MAX)
+        /* (double)LONG_MAX is 2^63, one past LONG_MAX: converting it would be UB. */
+        if (!isfinite(d) || d != floor(d) || d < (double)LONG_MIN || d >= (double)LONG_MAX)
             return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got %g)",
                                src, k->name, k->min, k->max, d);
         return config_store_int(c, k, src, (long)d, err, errcap);
