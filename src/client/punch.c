@@ -25,9 +25,11 @@
 #include <unistd.h>
 
 #define PUNCH_KNOCK_MS 100          /* between knock rounds */
+#define PUNCH_KNOCK_FAST_MS 20      /* between the first rounds: the peer's first knocks open */
+#define PUNCH_KNOCK_FAST_ROUNDS 5   /* its NAT a few ms after ours, no need to wait 100 ms */
 #define PUNCH_HOPELESS_MS 1500      /* knocking deadline when a random NAT or a missing UDP
                                      * side leaves little chance (an open NAT answers fast) */
-#define PUNCH_RELAY_KNOCK_MS 250    /* between relay knocks */
+#define PUNCH_RELAY_KNOCK_MS 100    /* between relay knocks (a handful: the relay is reliable) */
 #define PUNCH_ACK_GRACE_MS 250      /* wait for the peer's own knock after our ack */
 #define PUNCH_ANNOUNCE_MS 1000      /* announce retry (sobani clients: 1 s) */
 #define PUNCH_RETRY_GAP_MS 200      /* answer "retry" cookies at most this often */
@@ -104,6 +106,9 @@ struct punch {
     int ntargets;
     uint64_t push_at, repush_at, knock_at, knock_deadline, relay_at, relay_deadline;
     uint32_t kseq;
+    unsigned krounds;                   /* knock rounds sent in this pairing */
+    int kack_due;                       /* a relay knock came before our relay was attached */
+    uint32_t kack_seq;                  /* ... its sequence number, answered on attach */
     struct {
         uint64_t sent;                  /* caller's ms (0 = unused) */
         uint64_t sent_us;               /* CLOCK_MONOTONIC, for a sub-ms RTT */
@@ -470,6 +475,7 @@ static void punch_pair_start(struct punch *p, const struct punch_msg *m, int is_
         if (hopeless && ms > PUNCH_HOPELESS_MS)
             ms = PUNCH_HOPELESS_MS;
         p->knock_deadline = p->now + ms;
+        p->krounds = 0;
         p->repush_at = is_client ? p->now + PUNCH_REPUSH_MS : 0;
     }
     if (p->cfg.relay_only) {
@@ -541,6 +547,10 @@ static void punch_on_frame(struct punch *p, const uint8_t *f, size_t n, int rela
                 if (p->st == PUNCH_S_KNOCKING)
                     punch_enter_relay(p);
                 punch_ws_want(p);
+                if (!p->ws_attached) {
+                    p->kack_due = 1;
+                    p->kack_seq = kseq;
+                }
             } else {
                 p->got_knock = 1;
                 if (via == PUNCH_PATH_PREDICTED)
@@ -615,6 +625,12 @@ static void punch_registered_reply(struct punch *p, const struct punch_msg *m, i
     if (from_ws) {
         p->ws_attached = 1;
         p->ws_failures = 0;
+        if (p->st == PUNCH_S_RELAYING)
+            p->relay_at = p->now; /* knock through the relay right away */
+        if (p->kack_due && p->have_pair) {
+            p->kack_due = 0; /* and answer the peer's relay knock we could not answer yet */
+            punch_send_knock(p, PUNCH_F_KACK, PUNCH_PATH_RELAY, p->kack_seq, 1, NULL);
+        }
     }
     if (p->reg != PUNCH_REG_ANNOUNCING) {
         if (m->token[0])
@@ -905,7 +921,8 @@ static void punch_timers(struct punch *p)
             punch_enter_relay(p);
         } else if (now >= p->knock_at) {
             punch_knock_round(p);
-            p->knock_at = now + PUNCH_KNOCK_MS;
+            p->krounds++;
+            p->knock_at = now + (p->krounds < PUNCH_KNOCK_FAST_ROUNDS ? PUNCH_KNOCK_FAST_MS : PUNCH_KNOCK_MS);
         }
     }
     punch_check_direct(p);
