@@ -36,6 +36,7 @@ extern "C" {
 #define PUNCH_MSG_MAX 1100      /* bytes of one message given to punch_send */
 #define PUNCH_ADDR_STRLEN 56    /* "[v6]:port" + NUL */
 #define PUNCH_MAX_FDS 2         /* descriptors punch_fds may list */
+#define PUNCH_FINGERPRINT_LEN 39 /* "xxxx-xxxx-xxxx-xxxx-xxxx-xxxx-xxxx-xxxx" */
 
 /* Error codes (negative). */
 #define PUNCH_E_INVAL   (-1)    /* a bad argument */
@@ -166,6 +167,13 @@ const char *punch_share_id(const struct punch *p);
 
 /* The local UDP port (host order), or 0. */
 uint16_t punch_local_port(const struct punch *p);
+
+/* The pairing's fingerprint: 128 bits of a hash of both peers' public keys,
+ * as 8 groups of 4 hex digits, the same on both sides. Two users who read
+ * the same fingerprint to each other (out of band) know that no one, not
+ * even the tracker, sits in the middle. Writes PUNCH_FINGERPRINT_LEN + 1
+ * bytes into out; returns 0, or PUNCH_E_STATE before the peer's key is known. */
+int punch_fingerprint(const struct punch *p, char out[PUNCH_FINGERPRINT_LEN + 1]);
 
 /* Smoothed round-trip time of the stream in ms (0 before a sample). */
 double punch_rtt_ms(const struct punch *p);

@@ -204,6 +204,10 @@ int main(int argc, char **argv)
                 connected = 1;
                 fprintf(stderr, "punch: connected path=%s rtt_ms=%.2f peer=%s\n", punch_path_name(ev.path),
                         ev.rtt_ms, ev.peer_addr);
+                /* Read it to the peer's user: equal on both sides = nobody in the middle. */
+                char fp[PUNCH_FINGERPRINT_LEN + 1];
+                if (punch_fingerprint(p, fp) == 0)
+                    fprintf(stderr, "punch: fingerprint %s\n", fp);
                 break;
             case PUNCH_EV_DATA:
                 if (write_all(1, ev.data, ev.len) != 0) {

@@ -1250,6 +1250,14 @@ uint16_t punch_local_port(const struct punch *p)
     return p->local.port;
 }
 
+int punch_fingerprint(const struct punch *p, char out[PUNCH_FINGERPRINT_LEN + 1])
+{
+    if (!p->have_pair)
+        return PUNCH_E_STATE;
+    punch_wire_fingerprint(p->pk, p->peer_pk, out);
+    return 0;
+}
+
 double punch_rtt_ms(const struct punch *p)
 {
     return p->stream->srtt_ms;

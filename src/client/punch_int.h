@@ -206,6 +206,10 @@ ssize_t punch_wire_seal(struct punch_keys *k, const uint8_t *frame, size_t n, ui
 ssize_t punch_wire_open(struct punch_keys *k, const uint8_t *pkt, size_t len, uint8_t *frame,
                         size_t cap);
 
+/* The fingerprint of a pairing's two public keys (order does not matter):
+ * writes PUNCH_FINGERPRINT_LEN + 1 bytes. */
+void punch_wire_fingerprint(const uint8_t a[32], const uint8_t b[32], char out[PUNCH_FINGERPRINT_LEN + 1]);
+
 /* Big-endian helpers. */
 void punch_put32(uint8_t *p, uint32_t v);
 uint32_t punch_get32(const uint8_t *p);

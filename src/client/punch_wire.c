@@ -38,6 +38,32 @@ uint64_t punch_get64(const uint8_t *p)
     return (uint64_t)punch_get32(p) << 32 | punch_get32(p + 4);
 }
 
+void punch_wire_fingerprint(const uint8_t a[32], const uint8_t b[32], char out[PUNCH_FINGERPRINT_LEN + 1])
+{
+    static const char label[] = "libpunch fingerprint v1";
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *lo = a, *hi = b;
+    if (memcmp(a, b, 32) > 0) {
+        lo = b;
+        hi = a;
+    }
+    uint8_t h[16];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const unsigned char *)label, sizeof label - 1);
+    crypto_generichash_update(&st, lo, 32);
+    crypto_generichash_update(&st, hi, 32);
+    crypto_generichash_final(&st, h, sizeof h);
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof h; i++) {
+        if (i && i % 2 == 0)
+            out[n++] = '-';
+        out[n++] = hex[h[i] >> 4];
+        out[n++] = hex[h[i] & 15];
+    }
+    out[n] = '\0';
+}
+
 /* out = BLAKE2b-256 keyed by k over "libpunch v1" || nonce. */
 static void punch_bind_key(uint8_t out[32], const uint8_t k[32], const uint8_t nonce[PUNCH_NONCE_LEN])
 {

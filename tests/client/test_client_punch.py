@@ -17,6 +17,7 @@ from harness import PunchdTestCase, ipv6_loopback_available, metric, scaled
 from punchcli import PUNCH_BIN, Punch, fmt, udp_endpoints
 
 PROBE_IP = "127.0.0.2"
+FINGERPRINT_RE = re.compile(r"^punch: fingerprint ((?:[0-9a-f]{4}-){7}[0-9a-f]{4})$")
 EXAMPLE_BIN = os.path.join(os.path.dirname(PUNCH_BIN), "punch_example")
 
 
@@ -93,6 +94,9 @@ class ClientDirectTest(PunchPairMixin, PunchdTestCase):
         cpath, crtt, cpeer = con.connected()
         self.assertEqual((lpath, cpath), ("direct", "direct"))
         self.assertGreaterEqual(lrtt, 0)
+        # Both read the same fingerprint of the two keys (nobody in the middle).
+        fps = [side.wait_line(FINGERPRINT_RE).group(1) for side in (lis, con)]
+        self.assertEqual(fps[0], fps[1])
         # Each names the other's real socket.
         self.assertIn(tuple(cpeer.rsplit(":", 1)), [(ip, str(port)) for ip, port in udp_endpoints(lis.proc.pid)])
         self.assertIn(tuple(lpeer.rsplit(":", 1)), [(ip, str(port)) for ip, port in udp_endpoints(con.proc.pid)])
@@ -225,6 +229,7 @@ class ClientRelayTest(PunchPairMixin, PunchdTestCase):
         for side in (lis, con):
             path, _, peer = side.connected()
             self.assertEqual((path, peer), ("relay", "relay"))
+        self.assertEqual(lis.wait_line(FINGERPRINT_RE).group(1), con.wait_line(FINGERPRINT_RE).group(1))
         rnd = random.Random(5)
         self.exchange(lis, con, text_lines("RL", 10) + bytes(rnd.getrandbits(8) for _ in range(20_000)),
                       text_lines("RC", 10))

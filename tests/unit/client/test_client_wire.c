@@ -170,6 +170,29 @@ static void test_replay_window(void **state)
     assert_int_equal(punch_wire_open(&p.s, pkts[40], (size_t)lens[40], out, sizeof out), PUNCH_WIRE_REPLAY);
 }
 
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32], c[32], sk[32];
+    crypto_kx_keypair(a, sk);
+    crypto_kx_keypair(b, sk);
+    memcpy(c, b, 32);
+    c[31] ^= 1;
+    char ab[PUNCH_FINGERPRINT_LEN + 1], ba[PUNCH_FINGERPRINT_LEN + 1], ac[PUNCH_FINGERPRINT_LEN + 1];
+    punch_wire_fingerprint(a, b, ab);
+    punch_wire_fingerprint(b, a, ba);
+    punch_wire_fingerprint(a, c, ac);
+    assert_string_equal(ab, ba);          /* both sides compute the same */
+    assert_string_not_equal(ab, ac);      /* one bit of a key changes it */
+    assert_int_equal(strlen(ab), PUNCH_FINGERPRINT_LEN);
+    for (int i = 0; i < PUNCH_FINGERPRINT_LEN; i++) {
+        if (i % 5 == 4)
+            assert_int_equal(ab[i], '-');
+        else
+            assert_non_null(strchr("0123456789abcdef", ab[i]));
+    }
+}
+
 static void test_be_helpers(void **state)
 {
     (void)state;
@@ -193,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_wrong_nonce_is_not_ours),
         cmocka_unit_test(test_forgery_with_right_nonce),
         cmocka_unit_test(test_replay_window),
+        cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_be_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
