@@ -1,6 +1,6 @@
 # fuzz.mk: libFuzzer harnesses (tests/fuzz/) and their replay in `make test`.
 #
-#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit connlimit"]
+#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit connlimit client"]
 #        builds the clang tree $(BUILD)/fuzz/ and runs each target for
 #        FUZZ_TIME seconds, starting from tests/fuzz/corpus/<t>/ and
 #        tests/fuzz/regress/<t>/; new inputs go to $(BUILD)/fuzz/corpus/<t>/.
@@ -18,7 +18,7 @@
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 300
 FUZZ_SMOKE_TIME ?= 60
-FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit
+FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit client
 # Extra libFuzzer flags, e.g. FUZZ_FLAGS=-jobs=2 or -only_ascii=1.
 FUZZ_FLAGS ?=
 
@@ -30,8 +30,10 @@ FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 FUZZ_BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
                     -Iinclude $(PKG_CFLAGS) $(FUZZ_SANFLAGS)
 FUZZ_LIB_CFLAGS := $(FUZZ_BASE_CFLAGS) -fsanitize=fuzzer-no-link
-FUZZ_HARNESS_CFLAGS := $(FUZZ_BASE_CFLAGS) -Werror -fsanitize=fuzzer-no-link
+FUZZ_HARNESS_CFLAGS := $(FUZZ_BASE_CFLAGS) -Werror -fsanitize=fuzzer-no-link -Isrc/client
 FUZZ_LIB_OBJS := $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/main.c,$(SRCS)))
+# libpunch (src/client/), for the client target.
+FUZZ_CLIENT_OBJS := $(patsubst src/client/%.c,$(FUZZ_DIR)/obj/client/%.o,$(wildcard src/client/*.c))
 FUZZ_COMMON_SRCS := tests/fuzz/fuzz_common.c
 FUZZ_HARNESS_SRCS := $(foreach t,$(FUZZ_TARGETS),tests/fuzz/fuzz_$(t).c)
 FUZZ_BINS := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_DIR)/fuzz_$(t))
@@ -47,6 +49,7 @@ FUZZ_MAXLEN_config := 4096
 FUZZ_MAXLEN_tracker := 8192
 FUZZ_MAXLEN_ratelimit := 4096
 FUZZ_MAXLEN_connlimit := 4096
+FUZZ_MAXLEN_client := 8192
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-merge
 # Keep the harness objects between builds (make would delete them as intermediates).
@@ -54,8 +57,15 @@ FUZZ_MAXLEN_connlimit := 4096
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/obj $(FUZZ_DIR)/hobj:
+$(FUZZ_DIR)/obj $(FUZZ_DIR)/hobj $(FUZZ_DIR)/obj/client:
 	mkdir -p $@
+
+$(FUZZ_DIR)/obj/client/%.o: src/client/%.c include/punch.h $(wildcard src/client/*.h) | $(FUZZ_DIR)/obj/client
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) -Isrc/client -c $< -o $@
+
+$(FUZZ_DIR)/libpunch.a: $(FUZZ_CLIENT_OBJS)
+	rm -f $@
+	ar rcs $@ $^
 
 $(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_DIR)/obj
 	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) -c $< -o $@
@@ -71,7 +81,7 @@ $(FUZZ_DIR)/hobj/main_%.o: tests/fuzz/libfuzzer_main.c $(FUZZ_HEADERS) | $(FUZZ_
 	$(FUZZ_CC) $(FUZZ_HARNESS_CFLAGS) -DFUZZ_ONE=fuzz_$*_one -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/hobj/fuzz_%.o $(FUZZ_DIR)/hobj/main_%.o $(FUZZ_DIR)/hobj/fuzz_common.o \
-                    $(FUZZ_DIR)/libpunchd.a
+                    $(FUZZ_DIR)/libpunchd.a $(FUZZ_DIR)/libpunch.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 # One target: run from the kept corpus and regressions; on failure keep the
@@ -128,10 +138,11 @@ fuzz-merge: $(FUZZ_BINS)
 
 FUZZ_REPLAY := $(BUILD)/tests/fuzz_replay
 FUZZ_REPLAY_SRCS := tests/fuzz/replay.c tests/fuzz/fuzz_common.c \
-                    $(foreach t,proto http ws config tracker ratelimit connlimit,tests/fuzz/fuzz_$(t).c)
+                    $(foreach t,proto http ws config tracker ratelimit connlimit client,tests/fuzz/fuzz_$(t).c)
 
-$(FUZZ_REPLAY): $(FUZZ_REPLAY_SRCS) tests/fuzz/fuzz.h $(BUILD)/libpunchd.a $(wildcard include/*.h) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -DFUZZ_ROOT='"$(CURDIR)/tests/fuzz"' -o $@ $(FUZZ_REPLAY_SRCS) \
-	    $(BUILD)/libpunchd.a $(LDFLAGS) $(LIBS)
+$(FUZZ_REPLAY): $(FUZZ_REPLAY_SRCS) tests/fuzz/fuzz.h $(BUILD)/libpunchd.a $(BUILD)/libpunch.a \
+                $(wildcard include/*.h) $(wildcard src/client/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Isrc/client -DFUZZ_ROOT='"$(CURDIR)/tests/fuzz"' -o $@ $(FUZZ_REPLAY_SRCS) \
+	    $(BUILD)/libpunchd.a $(BUILD)/libpunch.a $(LDFLAGS) $(LIBS)
 
 UNIT_BINS += $(FUZZ_REPLAY)

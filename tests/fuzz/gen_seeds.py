@@ -294,3 +294,41 @@ CL = {
 }
 for name, data in CL.items():
     put("connlimit", name, data)
+
+
+# ---- client: [mode] then a tracker message (mode 0) or a stream script (mode 1) ----
+CLIENT_MSGS = {
+    "announced": {"action": "announceReceived", "data": {"shareId": "A6iD7k3n", "addr": "203.0.113.7:60995",
+                  "token": "a44462b8fa5528e61f85914996694570", "ttl": 300, "transports": ["udp"],
+                  "nat": "unknown", "probe": "203.0.113.1:3001"}},
+    "income": {"action": "income", "data": {"peeraddr": "[2001:db8::9]:56745", "peerShareId": "6YLD6sV6",
+               "transports": ["udp", "ws"], "addrTransport": "udp", "nat": "sequential",
+               "candidates": ["192.168.1.20:60995", "[fe80::1]:60995"],
+               "predicted": ["198.51.100.9:40001", "198.51.100.9:40002"],
+               "pubkey": "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+               "nonce": "00112233445566778899aabbccddeeff"}},
+    "retry": {"action": "error", "data": {"code": "retry", "cookie": "9ce3D8I7I6jDxzesxIKB9w"}},
+    "relayed": {"action": "relayed", "data": {"peerShareId": "A6iD7k3n", "payload": {"b64": "AAECAw=="}}},
+    "probed": {"action": "probeReceived", "data": {"addr": "203.0.113.7:40001", "nat": "eim"}},
+    "expired": {"action": "expired"},
+}
+for name, obj in CLIENT_MSGS.items():
+    put("client", "msg-" + name, bytes([0]) + j(obj).encode())
+put("client", "addr-v6", bytes([0]) + b"[2001:db8::1]:65535")
+put("client", "addr-v4", bytes([0]) + b"0.0.0.0:1")
+
+
+# Stream scripts: op = (kind << 1) | end; kinds as in fuzz_client_stream.
+def op(kind, end=0, *args):
+    return bytes([(kind << 1) | end]) + bytes(args)
+
+
+Q, FIN, SEND, RECV, DROP, DUP, SWAP, TICK, TICK50, FULL, BAD, FLUSH = 0, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14
+put("client", "stream-clean", bytes([1]) + b"".join(
+    [op(Q, 0)] * 5 + [op(SEND, 0)] * 5 + [op(RECV, 1)] * 5 + [op(SEND, 1), op(RECV, 0), op(FIN, 0), op(SEND, 0), op(RECV, 1)]))
+put("client", "stream-lossy", bytes([1]) + b"".join(
+    [op(Q, 0), op(Q, 1)] * 4 + [op(SEND, 0), op(SEND, 1), op(DROP, 1), op(DUP, 0), op(SWAP, 0)] * 3
+    + [op(TICK50, 0, 40), op(FLUSH), op(RECV, 0), op(RECV, 1)] * 4 + [op(FIN, 1), op(FIN, 0)]))
+put("client", "stream-full", bytes([1]) + b"".join(
+    [op(FULL, 1)] + [op(Q, 0), op(SEND, 0), op(RECV, 1)] * 6 + [op(FULL, 1), op(BAD, 1, 5, 3, 0, 0, 0, 1)]))
+put("client", "stream-window", bytes([1]) + b"".join([op(Q, 0)] * 70 + [op(SEND, 0)] * 40 + [op(DROP, 1)] * 3 + [op(RECV, 1)] * 40))
