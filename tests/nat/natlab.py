@@ -430,8 +430,12 @@ def task_behaviour(lab, spec):
         if lan_echo is not None and cli == "cli_a":
             plan["lan"] = f"{lab.client_ip('cli_b')}:{ECHO_PORT}"
         r = run_probe(lab, cli, plan, 30)
-        # What the echo in pub saw carrying this client's tag (the blocked case
-        # must show no UDP at all: the probe's TCP went after its UDP on the same path).
+        # What the echo in pub saw carrying this client's tag. The blocked case
+        # must show no UDP at all: the probe's TCP went after its UDP on the same
+        # path, and the echo logs UDP before TCP, so once the TCP event is read
+        # any UDP that got through has been read too.
+        if plan["blocked"] and echo.wait_line("out", r'"proto": "tcp".*' + tag, 10) is None:
+            raise LabError(f"the echo in pub logged no TCP connection from {cli}")
         seen = [json.loads(l) for l in echo.text("out") if tag in l]
         r["echo_udp_events"] = [e for e in seen if e.get("proto") == "udp"]
         r["router"] = router
