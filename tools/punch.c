@@ -11,6 +11,7 @@
  * (including the --timeout for registering and connecting); 2 on a usage
  * error. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -78,8 +79,24 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* A closed stdin/stdout/stderr would hand its number to the first socket
+ * (and the socket would be read as stdin): hold them open on /dev/null. */
+static void hold_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    hold_std_fds();
     struct punch_config cfg;
     punch_config_init(&cfg);
     cfg.accept_income = 0;
@@ -281,7 +298,7 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        if (in_idx >= 0 && (pfd[in_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (in_idx >= 0 && (pfd[in_idx].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
             ssize_t r = read(0, buf, sizeof buf);
             if (r > 0) {
                 punch_send(p, buf, (size_t)r); /* room was checked before polling */

@@ -392,6 +392,21 @@ class ClientExitCodesTest(PunchPairMixin, PunchdTestCase):
         self.assertEqual(con.wait_exit(), 1, con.describe())
         self.assertEqual(con.stderr_text().splitlines()[-1], "punch: error the peer stopped answering")
 
+    def test_closed_stdin_reads_as_empty(self):
+        # Started with fd 0 closed, the CLI must not take its UDP socket for stdin.
+        lis = self.start_listener("--bind", "127.0.0.1")
+        sid = lis.share_id()
+        lis.write(b"hello\n")
+        lis.close_stdin()
+        con = subprocess.run([PUNCH_BIN, "--tracker", self.tracker_arg(), "--bind", "127.0.0.1",
+                              "--timeout", "20", "connect", sid],
+                             stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(con.returncode, 0, con.stderr)
+        self.assertEqual(con.stdout, b"hello\n")
+        self.assertEqual(lis.wait_exit(), 0, lis.describe())
+        self.assertEqual(bytes(lis.out), b"")
+
     def test_second_connector_is_not_accepted(self):
         # listen accepts the first peer that pushes; a second one gets no path.
         lis, con, sid = self.pair(("--bind", "127.0.0.1"), ("--bind", "127.0.0.1"))
