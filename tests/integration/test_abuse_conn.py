@@ -101,6 +101,26 @@ class ConnCapOffTest(PunchdTestCase):
         self.assertEqual(self.server.healthz()["status"], "ok")
 
 
+class ConnCapExemptTest(PunchdTestCase):
+    server_flags = ("--max-connections-per-ip", "2", "--rate-exempt", "127.225.0.0/16") + OFF
+    server_kwargs = {"limits": True}
+
+    def test_exempt_network_not_capped(self):
+        ip = fresh_ip(net=225)
+        for _ in range(6):
+            c = tcp_conn(self.server, ip)
+            self.addCleanup(c.close)
+            c.handshake()
+        other = fresh_ip(net=226)
+        for _ in range(2):
+            c = tcp_conn(self.server, other)
+            self.addCleanup(c.close)
+            c.handshake()
+        c = tcp_conn(self.server, other)
+        self.addCleanup(c.close)
+        self.assertEqual(status_of(c.expect_eof()), 503)
+
+
 class OrderTest(PunchdTestCase):
     """503 (per-IP cap) -> 400 (parse) -> 401 (access key) -> 426/400 (upgrade)."""
     server_flags = ("--max-connections-per-ip", "2", "--access-key", KEY) + OFF

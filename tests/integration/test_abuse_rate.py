@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import PunchdTestCase, ipv6_loopback_available, metric, padded, scaled
-from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally
+from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally, tcp_conn
 
 RATE, BURST = 2, 20
 OTHERS_OFF = ("--rate-income-per-sec", "0", "--rate-response-bytes-per-sec", "0",
@@ -163,6 +163,16 @@ class ExemptTest(PunchdTestCase):
         least, most = bounds(elapsed, 1, 2)
         self.assertGreaterEqual(t.get("notAnnounced", 0), least, t)
         self.assertLessEqual(t.get("notAnnounced", 0), most, t)
+
+
+    def test_exempt_websocket_messages_unlimited(self):
+        c = tcp_conn(self.server, fresh_ip(net=201))
+        self.addCleanup(c.close)
+        c.handshake()
+        for _ in range(60):
+            c.send_json(ALIVE)
+        codes = [c.recv_json().get("data", {}).get("code") for _ in range(60)]
+        self.assertEqual(set(codes), {"notAnnounced"})
 
 
 class ZeroIsOffTest(PunchdTestCase):
