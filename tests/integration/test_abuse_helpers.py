@@ -5,13 +5,14 @@ The limits are per source IP, so each test talks from loopback addresses of
 its own (127.0.0.0/8 is all loopback on Linux): one test's buckets and
 once-a-second notices never leak into another's.
 
-Synchronisation without sleeping: punchd reads one UDP socket in order, and
+Synchronisation without sleeping: punchd reads each UDP socket in order, and
 loopback delivers a datagram into the receiver's queue during sendto(). So
 after a flood, one request from a fresh source (its own buckets) whose reply
 has come back proves that every datagram of the flood was handled and every
 reply to it is already queued on its socket: sync() then drain() counts them
-exactly, with no silence to wait out. The time sync() returns bounds how long
-the buckets could refill while the flood was handled.
+exactly, with no silence to wait out (the marker must go to the same socket
+as the flood: the main one, or the probe socket). The time sync() returns
+bounds how long the buckets could refill while the flood was handled.
 """
 import itertools
 import json
@@ -80,17 +81,19 @@ class Udp:
         return json.loads(raw)
 
 
-def sync(server, key=None, family=socket.AF_INET):
-    """Waits until punchd has handled every datagram sent to it before this
-    call (see the module doc). Returns time.monotonic() at that moment."""
+def sync(server, key=None, family=socket.AF_INET, to=None):
+    """Waits until punchd has handled every datagram sent to one of its UDP
+    sockets (the main one, or the one at `to`, e.g. the probe address) before
+    this call (see the module doc): the order holds within one socket only.
+    Returns time.monotonic() at that moment."""
     n = next(_marker_ips)
     ip = "::1" if family == socket.AF_INET6 else f"127.254.{n // 250}.{n % 250 + 1}"
     m = Udp(server, ip)
     try:
-        msg = {"action": "alive"}
+        msg = {"action": "alive"}   # answered on the main socket and (badRequest) on the probe socket
         if key is not None:
             msg["key"] = key
-        m.send(msg)
+        m.send(msg, to)
         m.recv()
         return time.monotonic()
     finally:

@@ -77,7 +77,7 @@ class AmpCase(PunchdTestCase):
         for v in variants:
             s = fresh() if fresh else u
             req = s.send(v, to)
-            sync(self.server, key=self.key, family=self.sync_family)
+            sync(self.server, key=self.key, family=self.sync_family, to=to)
             replies = s.drain()
             for raw in replies:
                 self.assertLessEqual(len(raw), 4 * len(req),
