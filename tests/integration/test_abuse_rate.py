@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import PunchdTestCase, ipv6_loopback_available, metric, padded, scaled
-from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally, tcp_conn
+from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally, tcp_conn, udp_drops
 
 RATE, BURST = 2, 20
 OTHERS_OFF = ("--rate-income-per-sec", "0", "--rate-response-bytes-per-sec", "0",
@@ -25,16 +25,18 @@ ALIVE = {"action": "alive"}   # from a stranger: answered notAnnounced (18 bytes
 def flood(server, ip, n, sockets=10, msg=ALIVE, extra=()):
     """n copies of msg from `sockets` sockets on ip as fast as possible, then
     `extra` (a list of messages) from the first socket. Returns (replies per
-    socket, elapsed seconds from the first send to the sync point)."""
+    socket, elapsed seconds from the first send to the sync point, datagrams
+    the kernel dropped meanwhile: the allowance for lower bounds)."""
     socks = [Udp(server, ip) for _ in range(sockets)]
     try:
+        d0 = udp_drops()
         t0 = time.monotonic()
         for i in range(n):
             socks[i % sockets].send(msg)
         for m in extra:
             socks[0].send(m)
         t1 = sync(server)
-        return [s.drain() for s in socks], t1 - t0
+        return [s.drain() for s in socks], t1 - t0, udp_drops() - d0
     finally:
         for s in socks:
             s.close()
@@ -53,37 +55,39 @@ class RequestRateTest(PunchdTestCase):
         ip = fresh_ip()
         before = limited(self.server, "requests")
         n = 200
-        per_sock, elapsed = flood(self.server, ip, n)
+        per_sock, elapsed, lost = flood(self.server, ip, n)
         replies = [r for rs in per_sock for r in rs]
         t = tally(replies)
         least, most = bounds(elapsed)
         self.assertLessEqual(set(t), {"notAnnounced", "rateLimited"}, t)
         answered, notices = t.get("notAnnounced", 0), t.get("rateLimited", 0)
         # The burst is answered as usual, whatever ports of the IP it comes from.
-        self.assertGreaterEqual(answered, least, (t, elapsed))
+        self.assertGreaterEqual(answered, least - lost, (t, elapsed, lost))
         self.assertLessEqual(answered, most, (t, elapsed))
         # Over it: one notice a second (the flood took `elapsed`), the rest silence.
-        self.assertGreaterEqual(notices, 1, t)
+        self.assertGreaterEqual(notices, 0 if lost else 1, t)
         self.assertLessEqual(notices, 1 + math.floor(elapsed), (t, elapsed))
         self.assertGreater(n - answered - notices, n // 2, "most of the excess must be silent")
         for raw in replies:
             self.assertLessEqual(len(raw), 4 * len(b'{"action":"alive"}'))
         # Every request over the limit was counted, answered with a notice or not.
-        self.assertEqual(limited(self.server, "requests") - before, n - answered)
+        counted = limited(self.server, "requests") - before
+        self.assertLessEqual(counted, n - answered)
+        self.assertGreaterEqual(counted, n - answered - lost)
 
     def test_refill_after_time(self):
         ip = fresh_ip()
-        per_sock, _ = flood(self.server, ip, 100)
-        self.assertGreaterEqual(sum(tally(rs).get("notAnnounced", 0) for rs in per_sock), BURST)
+        per_sock, _, lost = flood(self.server, ip, 100)
+        self.assertGreaterEqual(sum(tally(rs).get("notAnnounced", 0) for rs in per_sock), BURST - lost)
         # Waiting is the point here: tokens come back with time, at the rate.
         time.sleep(1.6)
-        per_sock, elapsed = flood(self.server, ip, 50)
+        per_sock, elapsed, lost = flood(self.server, ip, 50)
         t = tally([r for rs in per_sock for r in rs])
         answered = t.get("notAnnounced", 0)
-        self.assertGreaterEqual(answered, math.floor(RATE * 1.6), t)   # 1.6 s at 2/s: 3 tokens
+        self.assertGreaterEqual(answered, math.floor(RATE * 1.6) - lost, t)   # 1.6 s at 2/s: 3 tokens
         self.assertLessEqual(answered, bounds(elapsed)[1], t)
         # More than a second since the last notice: the next one is due again.
-        self.assertGreaterEqual(t.get("rateLimited", 0), 1, t)
+        self.assertGreaterEqual(t.get("rateLimited", 0), 0 if lost else 1, t)
 
     def test_garbage_counts_and_is_never_answered(self):
         ip = fresh_ip()
@@ -133,15 +137,16 @@ class RequestRateTest(PunchdTestCase):
         peer = Udp(self.server, ip)
         try:
             self.assertEqual(peer.request(padded({"action": "announce"}, 128))["action"], "announceReceived")
-            t0 = time.monotonic()
+            d0, t0 = udp_drops(), time.monotonic()
             for _ in range(100):
                 peer.send(ALIVE)
             elapsed = sync(self.server) - t0
+            lost = udp_drops() - d0
             t = tally(peer.drain())
         finally:
             peer.close()
         least, most = bounds(elapsed)
-        self.assertGreaterEqual(t.get("alived", 0), least - 1, t)   # the announce took one
+        self.assertGreaterEqual(t.get("alived", 0), least - 1 - lost, t)   # the announce took one
         self.assertLessEqual(t.get("alived", 0), most - 1, t)
         self.assertGreaterEqual(t.get("rateLimited", 0), 1, t)
         m = self.server.metrics()
@@ -156,12 +161,14 @@ class ExemptTest(PunchdTestCase):
     server_kwargs = {"limits": True}
 
     def test_exempt_network_unlimited_others_limited(self):
-        per_sock, _ = flood(self.server, fresh_ip(net=201), 300)
-        self.assertEqual(tally([r for rs in per_sock for r in rs]), {"notAnnounced": 300})
-        per_sock, elapsed = flood(self.server, fresh_ip(net=202), 300)
+        per_sock, _, lost = flood(self.server, fresh_ip(net=201), 300)
+        t = tally([r for rs in per_sock for r in rs])
+        self.assertLessEqual(set(t), {"notAnnounced"}, t)
+        self.assertGreaterEqual(t.get("notAnnounced", 0), 300 - lost, (t, lost))
+        per_sock, elapsed, lost = flood(self.server, fresh_ip(net=202), 300)
         t = tally([r for rs in per_sock for r in rs])
         least, most = bounds(elapsed, 1, 2)
-        self.assertGreaterEqual(t.get("notAnnounced", 0), least, t)
+        self.assertGreaterEqual(t.get("notAnnounced", 0), least - lost, t)
         self.assertLessEqual(t.get("notAnnounced", 0), most, t)
 
 
@@ -180,8 +187,10 @@ class ZeroIsOffTest(PunchdTestCase):
     server_kwargs = {"limits": True}
 
     def test_zero_turns_the_limit_off(self):
-        per_sock, _ = flood(self.server, fresh_ip(), 500)
-        self.assertEqual(tally([r for rs in per_sock for r in rs]), {"notAnnounced": 500})
+        per_sock, _, lost = flood(self.server, fresh_ip(), 500)
+        t = tally([r for rs in per_sock for r in rs])
+        self.assertLessEqual(set(t), {"notAnnounced"}, t)
+        self.assertGreaterEqual(t.get("notAnnounced", 0), 500 - lost, (t, lost))
         self.assertEqual(limited(self.server, "requests"), 0)
 
 
@@ -191,10 +200,10 @@ class DefaultsTest(PunchdTestCase):
     server_kwargs = {"limits": True}
 
     def test_default_burst_200(self):
-        per_sock, elapsed = flood(self.server, fresh_ip(), 600, sockets=20)
+        per_sock, elapsed, lost = flood(self.server, fresh_ip(), 600, sockets=20)
         t = tally([r for rs in per_sock for r in rs])
         least, most = bounds(elapsed, 100, 200)
-        self.assertGreaterEqual(t.get("notAnnounced", 0), least, (t, elapsed))
+        self.assertGreaterEqual(t.get("notAnnounced", 0), least - lost, (t, elapsed, lost))
         self.assertLessEqual(t.get("notAnnounced", 0), most, (t, elapsed))
 
 
@@ -207,19 +216,20 @@ class Ipv6LoopbackTest(PunchdTestCase):
         socks = [Udp(self.server, "::1") for _ in range(10)]
         v4 = Udp(self.server, fresh_ip())
         try:
-            t0 = time.monotonic()
+            d0, t0 = udp_drops(), time.monotonic()
             for i in range(100):
                 socks[i % 10].send(ALIVE)
             for _ in range(BURST):
                 v4.send(ALIVE)
             elapsed = sync(self.server, family=socket.AF_INET) - t0
+            lost = udp_drops() - d0
             t6 = tally([r for s in socks for r in s.drain()])
             t4 = tally(v4.drain())
         finally:
             for s in socks + [v4]:
                 s.close()
         least, most = bounds(elapsed)
-        self.assertGreaterEqual(t6.get("notAnnounced", 0), least, t6)
+        self.assertGreaterEqual(t6.get("notAnnounced", 0), least - lost, t6)
         self.assertLessEqual(t6.get("notAnnounced", 0), most, t6)
         self.assertGreaterEqual(t6.get("rateLimited", 0), 1, t6)
         self.assertEqual(t4, {"notAnnounced": BURST})

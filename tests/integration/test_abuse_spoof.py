@@ -13,7 +13,7 @@ import time
 import unittest
 
 from harness import PunchdTestCase, encode, padded
-from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally
+from test_abuse_helpers import Udp, fresh_ip, limited, sync, tally, udp_drops
 
 
 def raw_socket_available():
@@ -124,14 +124,18 @@ class ForgedFloodTest(SpoofCase):
         before = limited(self.server, "retry")
         to = self.server.target(socket.AF_INET)
         n = 1000
+        d0 = udp_drops()
         for i in range(n):
             src = (f"127.66.{i // 250}.{i % 250 + 1}", 10000 + i)
             self.forger.send(src, to, {"action": "announce"})
         sync(self.server)
+        lost = udp_drops() - d0   # what the kernel dropped before punchd read it
         peers = self.server.healthz()["peers"]
         self.assertLessEqual(peers, 32, "forged announces got in past the threshold")
-        self.assertGreaterEqual(peers, 31)      # below the threshold anyone gets in
-        self.assertEqual(limited(self.server, "retry") - before, n - peers)
+        self.assertGreaterEqual(peers, 32 if lost == 0 else 1)   # below the threshold anyone gets in
+        retried = limited(self.server, "retry") - before
+        self.assertLessEqual(retried, n - peers)
+        self.assertGreaterEqual(retried, n - peers - lost)
         # A real client still gets in: one cookie round trip.
         u = self.udp()
         r = u.request(b'{"action":"announce"}')
