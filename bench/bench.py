@@ -476,7 +476,8 @@ class Bench:
         # One request kind at a time, same peers.
         for name, mix in (("udp_announce", "1,0,0"), ("udp_pulse", "0,1,0"), ("udp_push", "0,0,1")):
             p, e = self.udp_pair(lg, punchd, echo_u, name, mix, prof["kind_secs"], prof["rounds"])
-            sc.append(scenario_row(name, p, e, peers=N, mix=mix, window=self.args.window))
+            sc.append(scenario_row(name, p, e, peers=N, mix=mix, window=self.args.window,
+                                   bytes_per_peer=self.result["bytes_per_peer"]))
             log(f"{name}: punchd {p['rps']}/s, echo {e['rps']}/s")
 
         # Latency at 80% of punchd's measured maximum (open loop): both
@@ -484,7 +485,8 @@ class Bench:
         rate = 0.8 * mix_p["rps"]
         p, e = self.udp_pair(lg, punchd, echo_u, "udp_mix_80pct", MIX, prof["rate_secs"],
                              prof["rounds"], rate=rate, window=RATE_WINDOW)
-        sc.append(scenario_row("udp_mix_80pct", p, e, peers=N, mix=MIX, offered_rps=round(rate)))
+        sc.append(scenario_row("udp_mix_80pct", p, e, peers=N, mix=MIX, offered_rps=round(rate),
+                               bytes_per_peer=self.result["bytes_per_peer"]))
         log(f"80% load ({rate:.0f}/s offered): punchd p50 {p['p50_us']} p99 {p['p99_us']} us; "
             f"echo p50 {e['p50_us']} p99 {e['p99_us']} us")
 
@@ -571,12 +573,13 @@ def print_table(res):
     print()
     print(f"punchd benchmark: {res['peers']} live peers, {fmt(res['bytes_per_peer'])} bytes RSS per peer")
     print(f"{'scenario':<16} {'punchd/s':>9} {'echo/s':>9} {'ratio':>6} {'p50us':>8} {'p99us':>8} "
-          f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9} {'gen busy':>9}")
+          f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9} {'gen busy':>9} {'RSS/peer|conn':>13}")
     for s in res["scenarios"]:
         print(f"{s['name']:<16} {s['punchd_rps']:>9} {s['echo_rps']:>9} {fmt(s['ratio'], '.3f'):>6} "
               f"{s['p50_us']:>8} {s['p99_us']:>8} {s['echo_p99_us']:>8} {fmt(s['cpu_s_per_m'], '.2f'):>8} "
               f"{fmt(s['echo_cpu_s_per_m'], '.2f'):>8} {fmt(s['cpu_ratio'], '.3f'):>9} "
-              f"{fmt(s['generator_busy'], '.2f')}/{fmt(s['echo_generator_busy'], '.2f')}")
+              f"{fmt(s['generator_busy'], '.2f')}/{fmt(s['echo_generator_busy'], '.2f'):<4} "
+              f"{fmt(s.get('bytes_per_peer', s.get('rss_per_ws_conn_bytes'))):>13}")
     if "rss_per_ws_conn_bytes" in res:
         print(f"RSS per WebSocket connection: {res['rss_per_ws_conn_bytes']} bytes")
     print("throughput vs live peers:")
