@@ -11,7 +11,7 @@ SAN ?= 0
 # BUILD may be set on the command line to keep separate trees apart.
 ifeq ($(SAN),1)
 BUILD ?= build/san
-SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT := -O1
 else
 BUILD ?= build

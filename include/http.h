@@ -32,6 +32,8 @@ struct http_head {
     uint8_t has_key, has_version;
     char key[64];             /* Sec-WebSocket-Key, trimmed */
     char version[16];         /* Sec-WebSocket-Version, trimmed */
+    char upgrade[64];         /* Upgrade values, joined with ',' (checked once complete) */
+    char connection[128];     /* Connection values, likewise */
     char auth[160];           /* Authorization (longer values are cut: they match no key) */
     char forwarded[256];      /* X-Forwarded-For (a longer list is refused) */
 };

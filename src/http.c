@@ -113,22 +113,29 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
                 r->header = HTTP_H_VERSION;
             else if (strcasecmp(r->field, "Authorization") == 0)
                 r->header = HTTP_H_AUTH;
-            else if (strcasecmp(r->field, "X-Forwarded-For") == 0) {
+            else if (strcasecmp(r->field, "X-Forwarded-For") == 0)
                 r->header = HTTP_H_FORWARDED;
-                if (h->forwarded[0]) /* repeated headers form one list */
-                    http_append(h->forwarded, sizeof h->forwarded, ",", 1);
-            }
+            /* Repeated headers form one comma-separated list. */
+            char *list = r->header == HTTP_H_FORWARDED    ? h->forwarded
+                         : r->header == HTTP_H_UPGRADE    ? h->upgrade
+                         : r->header == HTTP_H_CONNECTION ? h->connection
+                                                          : NULL;
+            size_t cap = r->header == HTTP_H_FORWARDED ? sizeof h->forwarded
+                         : r->header == HTTP_H_UPGRADE ? sizeof h->upgrade
+                                                       : sizeof h->connection;
+            if (list && list[0])
+                http_append(list, cap, ",", 1);
         }
     }
     switch (r->header) {
+    /* A value may arrive in pieces (split across reads): collect it, and
+     * look for the tokens only once the head is complete. */
     case HTTP_H_UPGRADE:
         h->has_upgrade = 1;
-        if (http_list_has(at, len, "websocket"))
-            h->upgrade_websocket = 1;
+        http_append(h->upgrade, sizeof h->upgrade, at, len);
         break;
     case HTTP_H_CONNECTION:
-        if (http_list_has(at, len, "upgrade"))
-            h->connection_upgrade = 1;
+        http_append(h->connection, sizeof h->connection, at, len);
         break;
     case HTTP_H_KEY:
         h->has_key = 1;
@@ -160,6 +167,9 @@ static int http_on_headers_complete(http_parser *p)
     r->head.http_major = p->http_major;
     r->head.http_minor = p->http_minor;
     r->head.keep_alive = http_should_keep_alive(p) ? 1 : 0;
+    r->head.upgrade_websocket = http_list_has(r->head.upgrade, strlen(r->head.upgrade), "websocket");
+    r->head.connection_upgrade =
+        http_list_has(r->head.connection, strlen(r->head.connection), "upgrade");
     return 0;
 }
 

@@ -168,6 +168,9 @@ int main(int argc, char **argv)
         log_info("token_key is empty: tokens are valid for this process only");
 
     ev_run(loop, 0);
+    /* Cleanup is short and bounded: a late signal must not turn exit 0 into a kill. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 
     const struct stats *st = tracker_stats(tracker);
     log_info("stopped: %u live peers, %llu announced, %llu pushes, %llu expired",

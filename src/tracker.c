@@ -405,8 +405,14 @@ static int tracker_check_self_fields(struct tracker *t, const struct tracker_src
     return 0;
 }
 
-static void tracker_keep_self_fields(struct tracker *t, uint32_t pi)
+/* Stores the request's multiaddr, candidates and pubkey for peer pi. Only
+ * for a request that cannot be forged (a new peer, a valid token, or a
+ * WebSocket): otherwise one spoofed datagram from a peer's address would hand
+ * the next pusher an attacker's candidates and key. */
+static void tracker_keep_self_fields(struct tracker *t, uint32_t pi, int trusted)
 {
+    if (!trusted)
+        return;
     tracker_keep_multiaddr(t, pi);
     if (t->req.cand == PROTO_CAND_OK) {
         struct peer_extra *e = registry_extra_of(t->reg, pi);
@@ -694,7 +700,8 @@ static void tracker_announce(struct tracker *t, const struct tracker_src *src, u
         }
     }
     tracker_seen(t, pi, src, now);
-    tracker_keep_self_fields(t, pi);
+    /* A re-announce without shareId+token from a known address may be forged. */
+    tracker_keep_self_fields(t, pi, has_sid || pi != cur || src->transport == TRACKER_WS);
     tracker_announce_reply(t, src, pi);
 }
 
@@ -769,7 +776,7 @@ static void tracker_pulse(struct tracker *t, const struct tracker_src *src, uint
         registry_set_override(t->reg, pi, &ov);
     if (renew)
         registry_set_id(t->reg, pi, newid);
-    tracker_keep_self_fields(t, pi);
+    tracker_keep_self_fields(t, pi, token_ok || src->transport == TRACKER_WS);
     tracker_seen(t, pi, src, now);
 
     struct proto_reply r;

@@ -680,6 +680,7 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
                  * spinning on a listener that stays readable. */
                 log_warn("tcp: accept: %s; pausing accepts", strerror(errno));
                 ev_io_stop(loop, &s->accept_io);
+                ev_timer_set(&s->accept_pause, WS_ACCEPT_PAUSE, 0.); /* a fired one-shot would restart at ~0 */
                 ev_timer_start(loop, &s->accept_pause);
             }
             return;

@@ -234,7 +234,6 @@ class DescriptorExhaustionTest(PunchdTestCase):
             self.assertLess(time.monotonic(), deadline, "accepting never resumed")
         s.check_healthy()
 
-    @unittest.expectedFailure
     def test_pause_really_pauses(self):
         # KNOWN BUG (src/ws.c ws_on_accept): the one-shot accept_pause timer is
         # restarted with ev_timer_start alone; after it has fired once, libev

@@ -90,7 +90,6 @@ class ForgedIdentityTest(SpoofCase):
         self.assertEqual(r["data"]["peeraddr"], a.addr)
         self.assertEqual(json.loads(a.recv())["action"], "income")
 
-    @unittest.expectedFailure
     def test_forged_pulse_cannot_replace_pubkey_candidates_multiaddr(self):
         # KNOWN BUG (src/tracker.c, tracker_pulse and tracker_announce): the
         # optional fields a peer describes itself with (pubkey, candidates,

@@ -142,8 +142,13 @@ class CandidatesTest(PunchdTestCase):
         inc = t.recv()
         self.assertEqual(inc["data"]["candidates"], ["172.16.0.9:5000"])
         self.assertEqual(inc["data"]["pubkey"], "cGVlcg")
-        # A pulse replaces them; an empty list clears them.
-        p.request(padded({"action": "pulse", "candidates": []}, 64))
+        # A pulse with the token replaces them (an empty list clears them); without
+        # the token (it could be forged from p's address) it changes nothing.
+        p.request(padded({"action": "pulse", "candidates": ["6.6.6.6:6"], "pubkey": "ZXZpbA"}, 200))
+        p.request(padded({"action": "push", "shareId": td["shareId"]}, 800))
+        inc = t.recv()
+        self.assertEqual((inc["data"]["candidates"], inc["data"]["pubkey"]), (["172.16.0.9:5000"], "cGVlcg"))
+        p.request(padded({"action": "pulse", "candidates": [], "token": pd["token"]}, 64))
         p.request(padded({"action": "push", "shareId": td["shareId"]}, 800))
         self.assertNotIn("candidates", t.recv()["data"])
 

@@ -142,10 +142,15 @@ class PulseTest(PunchdTestCase):
         # A peer without one is pushed without one.
         r, _ = self.assertPushed(a, b, bd["shareId"], ad["shareId"], pad=200)
         self.assertNotIn("multiaddr", r["data"])
-        # pulse replaces it; 256 bytes is the most.
+        # A pulse with the token replaces it; 256 bytes is the most. Without the
+        # token (it could be a forged datagram) the pulse is answered, the multiaddr kept.
         ma2 = "/dns4/x/" + "a" * 248
         self.assertEqual(len(ma2), 256)
-        r = a.request({"action": "pulse", "multiaddr": ma2})
+        r = a.request({"action": "pulse", "multiaddr": "/ip4/6.6.6.6"})
+        self.assertEqual(r, PULSE_OK)
+        r, _ = self.assertPushed(b, a, ad["shareId"], bd["shareId"], pad=600)
+        self.assertEqual(r["data"]["multiaddr"], ma)
+        r = a.request({"action": "pulse", "multiaddr": ma2, "token": ad["token"]})
         self.assertEqual(r, PULSE_OK)
         r, _ = self.assertPushed(b, a, ad["shareId"], bd["shareId"], pad=600)
         self.assertEqual(r["data"]["multiaddr"], ma2)

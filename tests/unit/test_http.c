@@ -102,6 +102,21 @@ static enum http_feed feed_split(const char *req, size_t at)
     return http_reader_feed(&r, req + at, len - at, &used);
 }
 
+static void test_upgrade_split_anywhere(void **state)
+{
+    (void)state;
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\n" UPGRADE_HEADERS "Sec-WebSocket-Version: 13\r\n\r\n";
+    for (size_t at = 1; at < strlen(req); at++) {
+        struct http_reader r;
+        size_t used;
+        http_reader_init(&r);
+        assert_int_equal(http_reader_feed(&r, req, at, &used), HTTP_FEED_AGAIN);
+        assert_int_equal(http_reader_feed(&r, req + at, strlen(req) - at, &used), HTTP_FEED_DONE);
+        if (http_route(&r.head) != HTTP_ROUTE_UPGRADE)
+            fail_msg("split at %zu: not an upgrade", at);
+    }
+}
+
 static void test_version_token_checked(void **state)
 {
     (void)state;
@@ -123,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_requests_stop_at_each),
         cmocka_unit_test(test_malformed_and_oversized),
         cmocka_unit_test(test_version_token_checked),
+        cmocka_unit_test(test_upgrade_split_anywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

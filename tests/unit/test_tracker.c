@@ -1230,6 +1230,12 @@ static void test_tiny_request_no_reply(void **state)
     assert_true(strlen(msg) > 0);
 }
 
+/* The token of shareId id under e's key (what announceReceived handed out). */
+static void token_of(struct env *e, const char *id, char tok[IDS_TOKEN_HEXLEN + 1])
+{
+    ids_token(&e->cfg.token_key, id, tok);
+}
+
 static void test_max_datagram_and_multiaddr(void **state)
 {
     (void)state;
@@ -1238,14 +1244,18 @@ static void test_max_datagram_and_multiaddr(void **state)
     char ida[9], idb[9];
     announce(e, &a, ida, NULL);
     announce(e, &b, idb, NULL);
-    char m[171], body[256]; /* a 170-byte multiaddr: no reply or income with it fits 256 bytes */
+    char m[171], body[300], tok[IDS_TOKEN_HEXLEN + 1];
+    /* a 170-byte multiaddr: no reply or income with it fits 256 bytes */
     memset(m, 'm', sizeof m);
     m[0] = '/';
     m[sizeof m - 1] = '\0';
-    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"multiaddr\":\"%s\"}", m);
+    token_of(e, idb, tok);
+    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"token\":\"%s\",\"multiaddr\":\"%s\"}", tok, m);
     assert_true(strlen(body) <= 256);
     assert_int_equal(req(e, &b, body), 0);
     expect_one_reply(e, &b, "pulseReceived");
+    token_of(e, ida, tok);
+    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"token\":\"%s\",\"multiaddr\":\"%s\"}", tok, m);
     assert_int_equal(req(e, &a, body), 0);
 
     /* A 250-byte push may be answered with 1000 bytes by the 4x rule, but
@@ -1269,16 +1279,26 @@ static void test_max_datagram_and_multiaddr(void **state)
     e = env_new(CONFIG_COMPAT_README, 16, 1472, NULL);
     announce(e, &a, ida, NULL);
     announce(e, &b, idb, NULL);
+    /* A re-announce sets it with shareId and token; without them it could be forged. */
+    token_of(e, idb, tok);
     snprintf(body, sizeof body, "{\"action\":\"announce\",\"multiaddr\":\"/ip4/192.0.2.151/udp/151\"}");
     assert_int_equal(req(e, &b, body), 0);
     expect_dstr(e, 0, "shareId", idb);
-    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"multiaddr\":\"/ip4/192.0.2.150/udp/150\"}");
+    snprintf(body, sizeof body,
+             "{\"action\":\"announce\",\"shareId\":\"%s\",\"token\":\"%s\",\"multiaddr\":\"/ip4/192.0.2.151/udp/151\"}",
+             idb, tok);
+    assert_int_equal(req(e, &b, body), 0);
+    expect_dstr(e, 0, "shareId", idb);
+    token_of(e, ida, tok);
+    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"token\":\"%s\",\"multiaddr\":\"/ip4/192.0.2.150/udp/150\"}", tok);
     assert_int_equal(req(e, &a, body), 0);
     assert_int_equal(req(e, &a, padded(push_body(idb), 100)), 0);
     expect_dstr(e, sent_to(e, &a), "multiaddr", "/ip4/192.0.2.151/udp/151");
     expect_dstr(e, sent_to(e, &b), "multiaddr", "/ip4/192.0.2.150/udp/150");
     /* Special characters survive as an opaque string. */
-    assert_int_equal(req(e, &b, "{\"action\":\"pulse\",\"multiaddr\":\"a\\\"b\\\\c\\n\\u00e9\"}"), 0);
+    token_of(e, idb, tok);
+    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"token\":\"%s\",\"multiaddr\":\"a\\\"b\\\\c\\n\\u00e9\"}", tok);
+    assert_int_equal(req(e, &b, body), 0);
     expect_one_reply(e, &b, "pulseReceived");
     assert_int_equal(req(e, &a, padded(push_body(idb), 100)), 0);
     expect_dstr(e, sent_to(e, &a), "multiaddr", "a\"b\\c\n\xc3\xa9");
@@ -1302,9 +1322,11 @@ static void test_multiaddr_too_long(void **state)
     expect_error(e, &a, "badRequest");
     assert_int_equal(req(e, &a, "{\"action\":\"pulse\",\"multiaddr\":5}"), 0);
     expect_error(e, &a, "badRequest");
-    /* 256 bytes exactly is fine. */
+    /* 256 bytes exactly is fine (stored with the token). */
     m[256] = '\0';
-    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"multiaddr\":\"%s\"}", m);
+    char tok[IDS_TOKEN_HEXLEN + 1];
+    token_of(e, ida, tok);
+    snprintf(body, sizeof body, "{\"action\":\"pulse\",\"token\":\"%s\",\"multiaddr\":\"%s\"}", tok, m);
     assert_int_equal(req(e, &a, body), 0);
     expect_one_reply(e, &a, "pulseReceived");
     struct registry *r = tracker_registry(e->t);
