@@ -370,8 +370,10 @@ static void sg_peer_act(uint32_t i, int64_t now)
 {
     struct sg_peer *p = &G.p[i];
     if (p->state == SG_SILENT) {
-        /* churn: back as a new peer; the old id has certainly expired by now */
+        /* churn: back as a new peer (the old id has certainly expired by now),
+         * active for a while again */
         p->state = SG_IDLE;
+        p->stop_ms = now + (int64_t)((0.5 + sg_unif()) * G.churn_active * 1000);
         G.c.rejoins++;
     }
     if (p->state == SG_GONE)
