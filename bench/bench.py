@@ -622,6 +622,27 @@ def own_cpu_s():
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def compare(res, base_path):
+    """Prints each scenario's ratios next to a saved run's (e.g. bench/baseline-*.json)."""
+    with open(base_path) as f:
+        base = json.load(f)
+    old = {s["name"]: s for s in base.get("scenarios", [])}
+    print(f"compared with {base_path} ({base.get('generated_at', '?')}, "
+          f"others' CPU share {base.get('machine', {}).get('others_cpu_share', '?')}):")
+    print(f"  {'scenario':<16} {'ratio':>13} {'cpu ratio':>13} {'cpu s/M':>13}")
+    for s in res["scenarios"]:
+        o = old.get(s["name"])
+        if not o:
+            continue
+        def pair(k, spec):
+            return f"{fmt(o.get(k), spec)}->{fmt(s.get(k), spec)}"
+        print(f"  {s['name']:<16} {pair('ratio', '.3f'):>13} {pair('cpu_ratio', '.3f'):>13} "
+              f"{pair('cpu_s_per_m', '.2f'):>13}")
+    print(f"  bytes per peer {fmt(base.get('bytes_per_peer'))} -> {fmt(res.get('bytes_per_peer'))}; "
+          f"RSS per WebSocket connection {fmt(base.get('rss_per_ws_conn_bytes'))} -> "
+          f"{fmt(res.get('rss_per_ws_conn_bytes'))}")
+
+
 def machine_info():
     info = {"cpus": os.cpu_count()}
     try:
@@ -712,6 +733,8 @@ def main():
                          "shared machine, so others' load disturbs the measurement less)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
                     help="first wait up to SECS for the machine to be mostly idle (shared machines)")
+    ap.add_argument("--compare", metavar="JSON",
+                    help="also print the ratios of a saved run next to this one's (bench/baseline-*.json)")
     ap.add_argument("--report", action="store_true", help="draw PNGs from OUT/latest.json")
     args = ap.parse_args()
     global NICE
@@ -769,6 +792,11 @@ def main():
     print(f"other processes used {100 * res['machine']['others_cpu_share']:.0f}% of the machine's "
           f"CPU time during the run (load average {load0[0]} at start)")
     print(f"wrote {path}")
+    if args.compare:
+        try:
+            compare(res, args.compare)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"bench: cannot compare with {args.compare}: {e}", file=sys.stderr)
     return 0
 
 
