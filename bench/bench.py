@@ -493,6 +493,13 @@ class Bench:
         # WebSocket: active connections with one message in flight each, while
         # the idle ones are held; then the bare TCP echo the same way.
         total = prof["ws_idle"] + prof["ws_active"]
+        # Each side holds one descriptor per connection: fit the hard limit
+        # (which children inherit) rather than fail, and say so.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < total + 256:
+            fit = max(prof["ws_active"] + 1, hard - 256)
+            log(f"warning: open-file hard limit {hard}: {fit} WebSocket connections instead of {total}")
+            total = fit
         ws_rss0 = rss_kib(punchd.pid)
         op = lg.cmd(f"tcp_open target={punchd.tcp} n={total} ws=1 announce=1 parallel=128 max_secs=120",
                     timeout=180)
