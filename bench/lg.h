@@ -50,9 +50,12 @@ struct lg_args {
 };
 
 /* Splits line (modified in place) into the command name (returned) and args;
- * NULL for an empty line. Words beyond 32 are ignored. */
+ * NULL for an empty line. Words beyond 32 are ignored. The name and every
+ * key and value point into line: valid while line is. */
 char *lg_args_parse(char *line, struct lg_args *a);
+/* The value of key (pointing into the parsed line), or def. */
 const char *lg_arg_str(const struct lg_args *a, const char *key, const char *def);
+/* The value of key as a number (strtol/strtod: trailing junk ignored), or def. */
 long lg_arg_long(const struct lg_args *a, const char *key, long def);
 double lg_arg_double(const struct lg_args *a, const char *key, double def);
 
@@ -70,13 +73,15 @@ long lg_raise_nofile(void);
 uint64_t lg_rand(uint64_t *state);
 
 /* UDP commands (lg_udp.c); each prints one JSON line and returns 0, or -1
- * after printing an error line. */
+ * after printing an error line. The UDP state (sockets, peers) is owned by
+ * lg_udp.c from udp_setup until lg_udp_free() or the next udp_setup. */
 int lg_udp_setup(const struct lg_args *a);
 int lg_udp_preload(const struct lg_args *a);
 int lg_udp_run(const struct lg_args *a);
 void lg_udp_free(void);
 
-/* TCP / WebSocket commands (lg_tcp.c), same convention. */
+/* TCP / WebSocket commands (lg_tcp.c), same convention; the connections are
+ * owned by lg_tcp.c from tcp_open until tcp_close (or the process ends). */
 int lg_tcp_open(const struct lg_args *a);
 int lg_tcp_run(const struct lg_args *a);
 int lg_tcp_close(const struct lg_args *a);
