@@ -673,13 +673,13 @@ set title 'UDP request latency at 80% of punchd maximum ({rate}/s offered, {peer
 set xlabel 'latency (us)'
 set ylabel 'share of requests per bin (%), 20 bins per decade'
 set logscale x
+set xrange [5:*]
 set grid
 set style fill transparent solid 0.4
 plot '{out}/latency.dat' using 1:2 with steps lw 2 title 'punchd', \\
      '{out}/latency.dat' using 1:3 with steps lw 2 title 'batched UDP echo'
 set output '{out}/throughput_peers.png'
-unset logscale x
-set logscale x
+set xrange [*:*]
 set title 'UDP request mix: throughput vs live peers'
 set xlabel 'live peers'
 set ylabel 'replies per second'
@@ -698,11 +698,21 @@ def report(out):
     lat = sc.get("udp_mix_80pct") or res["scenarios"][0]
     # Re-bin into 20 log-spaced bins per decade: the load generator's bins
     # widen with latency, which would distort a histogram on a log axis.
+    # Each bin's count is spread over the log bins it overlaps, in proportion
+    # (bins of 1 µs are wider than a log bin below ~9 µs, narrower above).
     def log_bins(hist):
         acc, total = {}, sum(c for _, c in hist) or 1
         for lo, c in hist:
-            k = int(math.floor(math.log10(max(lo + bin_width(lo) / 2, 1)) * 20))
-            acc[k] = acc.get(k, 0) + c
+            a, b = max(lo, 1), max(lo, 1) + bin_width(lo)
+            k = int(math.floor(math.log10(a) * 20))
+            while True:
+                edge_lo, edge_hi = 10 ** (k / 20), 10 ** ((k + 1) / 20)
+                part = min(b, edge_hi) - max(a, edge_lo)
+                if part > 0:
+                    acc[k] = acc.get(k, 0) + c * part / (b - a)
+                if edge_hi >= b:
+                    break
+                k += 1
         return {k: 100.0 * c / total for k, c in acc.items()}
     ph, eh = log_bins(lat["hist"]), log_bins(lat.get("echo_hist", []))
     with open(os.path.join(out, "latency.dat"), "w") as f:
