@@ -355,6 +355,21 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errca
     return rc;
 }
 
+/* Sets k from its textual value (a flag or an environment variable). */
+static int config_set_value(struct config *c, const struct config_key *k, const char *src,
+                            const char *value, char *err, size_t errcap)
+{
+    if (k->type != CFG_INT)
+        return config_store_str(c, k, src, value, err, errcap);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (value[0] == '\0' || *end != '\0' || errno == ERANGE)
+        return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got \"%.64s\")",
+                           src, k->name, k->min, k->max, value);
+    return config_store_int(c, k, src, v, err, errcap);
+}
+
 int config_set_text(struct config *c, const char *key, const char *value, char *err, size_t errcap)
 {
     const struct config_key *k = config_find(key);
@@ -366,16 +381,7 @@ int config_set_text(struct config *c, const char *key, const char *value, char *
     }
     if (!k)
         return config_fail(err, errcap, "unknown option %s", src);
-    if (k->type == CFG_INT) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (value[0] == '\0' || *end != '\0' || errno == ERANGE)
-            return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got \"%.64s\")",
-                               src, k->name, k->min, k->max, value);
-        return config_store_int(c, k, src, v, err, errcap);
-    }
-    return config_store_str(c, k, src, value, err, errcap);
+    return config_set_value(c, k, src, value, err, errcap);
 }
 
 int config_finish(struct config *c, char *err, size_t errcap)
@@ -433,19 +439,8 @@ int config_from_env(struct config *c, char *const *envp, char *err, size_t errca
         const struct config_key *k = config_find(key);
         if (!k || !upper)
             return config_fail(err, errcap, "%s: unknown key (see --help)", src);
-        const char *v = eq + 1;
-        if (k->type == CFG_INT) {
-            char *end = NULL;
-            errno = 0;
-            long lv = strtol(v, &end, 10);
-            if (v[0] == '\0' || *end != '\0' || errno == ERANGE)
-                return config_fail(err, errcap, "%s: %s: must be an integer from %ld to %ld (got \"%.64s\")",
-                                   src, k->name, k->min, k->max, v);
-            if (config_store_int(c, k, src, lv, err, errcap) != 0)
-                return -1;
-        } else if (config_store_str(c, k, src, v, err, errcap) != 0) {
+        if (config_set_value(c, k, src, eq + 1, err, errcap) != 0)
             return -1;
-        }
     }
     return 0;
 }

@@ -80,3 +80,48 @@ class ShutdownTest(PunchdTestCase):
     def test_sigterm_with_no_connections_exits_at_once(self):
         s = self.start_server()
         self.assertEqual(s.stop(timeout=scaled(5)), 0)
+
+
+class EnvironmentTest(PunchdTestCase):
+    """PUNCHD_<KEY> overrides the file; flags override it; an unknown PUNCHD_* is an error."""
+
+    def run_punchd(self, env_extra, *args, config=None, timeout=5):
+        import json
+        import os
+        import tempfile
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUNCHD_")}
+        env.update(env_extra)
+        with tempfile.TemporaryDirectory() as d:
+            if config is not None:
+                with open(os.path.join(d, "config.json"), "w") as f:
+                    json.dump(config, f)
+            p = subprocess.Popen([BIN, "--port", "0", "--bind", "127.0.0.1", *args], cwd=d, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # Read until the start line (or the end, for an error), then stop it.
+            line = b""
+            while True:
+                line = p.stderr.readline()
+                if not line or b"listening on udp" in line or b"config error" in line:
+                    break
+            if b"listening on udp" in line:
+                p.send_signal(signal.SIGTERM)
+            p.wait(scaled(timeout))
+            return p.returncode, line.decode()
+
+    def test_env_overrides_file_and_flags_override_env(self):
+        rc, line = self.run_punchd({"PUNCHD_PEER_TTL": "77"}, config={"peer_ttl": 33})
+        self.assertEqual(rc, 0)
+        self.assertIn("peer_ttl 77s", line)
+        rc, line = self.run_punchd({"PUNCHD_PEER_TTL": "77"}, "--peer-ttl", "55", config={"peer_ttl": 33})
+        self.assertIn("peer_ttl 55s", line)
+        rc, line = self.run_punchd({"PUNCHD_RATE_EXEMPT": "10.0.0.0/8,2001:db8::/32",
+                                    "PUNCHD_COMPAT": "sobani-app"})
+        self.assertEqual(rc, 0, line)
+        self.assertIn("compat sobani-app", line)
+
+    def test_unknown_or_bad_variables_are_config_errors(self):
+        for env in ({"PUNCHD_NO_SUCH_KEY": "1"}, {"PUNCHD_peer_ttl": "5"}, {"PUNCHD_PEER_TTL": "0"},
+                    {"PUNCHD_PEER_TTL": "abc"}, {"PUNCHD_RATE_EXEMPT": "not-a-cidr"}):
+            rc, line = self.run_punchd(env)
+            self.assertEqual(rc, 2, (env, line))
+            self.assertIn("environment PUNCHD_", line)
