@@ -570,14 +570,21 @@ static void tracker_announce_reply(struct tracker *t, const struct tracker_src *
     struct proto_reply r;
     memcpy(id, p->id, IDS_LEN);
     id[IDS_LEN] = '\0';
-    ids_token(&t->cfg->token_key, p->id, token);
-    addr_format(&src->addr, addr, sizeof addr);
+    size_t alen = addr_format(&src->addr, addr, sizeof addr);
+    /* The token (an HMAC, the costliest part of an announce) only when it can
+     * fit: the smallest reply carrying it, {"action":"announced","data":
+     * {"shareId":"..","addr":"..","token":".."}}, takes 105 + alen bytes. */
+    int with_token = src->transport != TRACKER_UDP ||
+                     TRACKER_AMPLIFICATION * t->req_len >= 105 + alen;
+    if (with_token)
+        ids_token(&t->cfg->token_key, p->id, token);
     snprintf(ttl, sizeof ttl, "%ld", t->cfg->peer_ttl);
     const char *tr = tracker_transports(p);
     proto_reply_init(&r, tracker_app(t) ? "announced" : "announceReceived", 1);
     proto_reply_str(&r, "shareId", id, PROTO_KEEP);
     proto_reply_str(&r, "addr", addr, PROTO_PRIO_ADDR);
-    proto_reply_str(&r, "token", token, PROTO_PRIO_TOKEN);
+    if (with_token)
+        proto_reply_str(&r, "token", token, PROTO_PRIO_TOKEN);
     proto_reply_add(&r, "ttl", ttl, strlen(ttl), PROTO_RAW, PROTO_PRIO_TTL);
     proto_reply_add(&r, "transports", tr, strlen(tr), PROTO_RAW, PROTO_PRIO_TRANSPORTS);
     proto_reply_str(&r, "nat", tracker_nat_name(p), PROTO_PRIO_NAT);

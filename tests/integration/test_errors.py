@@ -174,6 +174,9 @@ class AmplificationTest(PunchdTestCase):
             if size > 21 and len(encode(req)) != size:
                 continue
             r = c.request(req)
+            # The token is there exactly when the smallest reply carrying it fits 4x:
+            # {"action":"announceReceived","data":{"shareId":"..","addr":"..","token":".."}}.
+            self.assertEqual("token" in r["data"], 4 * size >= 112 + len(c.addr), f"{size} B -> {r}")
             fields = [k for k in order if k in r["data"]]
             self.assertEqual(fields, order[:len(fields)], f"{size}-byte request -> {r}")
             self.assertGreaterEqual(len(fields), prev, f"{size}-byte request -> {r}")
