@@ -355,6 +355,17 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errca
     return rc;
 }
 
+/* "peer_ttl" -> "--peer-ttl" into out (cap bytes, truncated to fit). */
+static void config_flag_of(const char *key, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[n++] = '-';
+    out[n++] = '-';
+    for (; *key && n + 1 < cap; key++)
+        out[n++] = *key == '_' ? '-' : *key;
+    out[n] = '\0';
+}
+
 /* Sets k from its textual value (a flag or an environment variable). */
 static int config_set_value(struct config *c, const struct config_key *k, const char *src,
                             const char *value, char *err, size_t errcap)
@@ -374,11 +385,7 @@ int config_set_text(struct config *c, const char *key, const char *value, char *
 {
     const struct config_key *k = config_find(key);
     char src[80];
-    snprintf(src, sizeof src, "--");
-    for (size_t i = 0; key[i] && i < 64; i++) {
-        char ch = key[i] == '_' ? '-' : key[i];
-        strncat(src, &ch, 1);
-    }
+    config_flag_of(key, src, sizeof src);
     if (!k)
         return config_fail(err, errcap, "unknown option %s", src);
     return config_set_value(c, k, src, value, err, errcap);
@@ -510,11 +517,8 @@ void config_usage(void *file)
             "  --health             check a running punchd (GET /healthz on its TCP port): exit 0 if healthy\n",
             PUNCHD_VERSION);
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
-        char flag[64] = "--";
-        for (const char *p = config_keys[i].name; *p; p++) {
-            char ch = *p == '_' ? '-' : *p;
-            strncat(flag, &ch, 1);
-        }
+        char flag[64];
+        config_flag_of(config_keys[i].name, flag, sizeof flag);
         fprintf(f, "  %-20s %s\n", flag, config_keys[i].help);
     }
     fprintf(f, "\nEvery flag is also a key of the config file (--peer-ttl = \"peer_ttl\") and an\n"
