@@ -59,6 +59,9 @@ struct config {
 /* Result of config_from_args(). */
 enum config_cli { CONFIG_CLI_RUN = 0, CONFIG_CLI_HELP = 1, CONFIG_CLI_VERSION = 2, CONFIG_CLI_HEALTH = 3 };
 
+/* 1 if a's IP lies in one of l's networks (rate_exempt, trusted_proxies). */
+int config_cidrs_has(const struct config_cidrs *l, const struct addr *a);
+
 /* Fills c with the documented defaults. */
 void config_defaults(struct config *c);
 

@@ -15,6 +15,21 @@
 
 #include "addr.h"
 
+/* One token bucket, for state that has a home of its own (a connection, a
+ * peer). Zero-initialised = new: it starts full on first use. */
+struct ratelimit_bucket {
+    double tokens;
+    uint64_t ms;    /* last refill; 0 = never used */
+};
+
+/* Tokens in b at now_ms (refilled at rate per second up to burst), not stored. */
+double ratelimit_bucket_level(const struct ratelimit_bucket *b, double rate, double burst, uint64_t now_ms);
+
+/* Refills b to now_ms and takes cost tokens. Returns 1 if they were there (or
+ * rate is 0: no limit), 0 if not (nothing taken). */
+int ratelimit_bucket_take(struct ratelimit_bucket *b, double rate, double burst, double cost,
+                          uint64_t now_ms);
+
 struct ratelimit;
 
 /* A table of about `slots` buckets (rounded up to a power of two) refilling at

@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "ids.h"
+#include "ratelimit.h"
 
 #define REGISTRY_NIL UINT32_MAX     /* "no peer" index */
 #define REGISTRY_MULTIADDR_MAX 256  /* bytes of opaque multiaddr kept per peer */
@@ -37,8 +38,7 @@ struct peer_extra {
     struct addr override;       /* address given to others; family 0 = none */
     struct addr ws_addr;        /* TCP address of the WebSocket side */
     void *ws_conn;              /* the WebSocket side's connection (owned by ws.c) */
-    double relay_tokens;        /* relay token bucket: bytes available */
-    uint64_t relay_ms;          /* ... as of this time */
+    struct ratelimit_bucket relay; /* relay bytes (relay_bytes_per_sec) */
     uint16_t multiaddr_len;     /* 0 = none */
     char multiaddr[REGISTRY_MULTIADDR_MAX + 1];
 };

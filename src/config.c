@@ -106,6 +106,14 @@ static int config_fail(char *err, size_t errcap, const char *fmt, ...)
     return -1;
 }
 
+int config_cidrs_has(const struct config_cidrs *l, const struct addr *a)
+{
+    for (unsigned i = 0; i < l->n; i++)
+        if (addr_in_cidr(a, &l->c[i]))
+            return 1;
+    return 0;
+}
+
 void config_defaults(struct config *c)
 {
     memset(c, 0, sizeof *c);

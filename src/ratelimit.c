@@ -9,10 +9,33 @@
 
 struct ratelimit_slot {
     uint64_t h;         /* key hash; 0 = empty */
-    uint64_t ms;        /* last refill */
     uint64_t notice_ms; /* last "you are limited" notice; 0 = never */
-    double tokens;
+    struct ratelimit_bucket b;
 };
+
+double ratelimit_bucket_level(const struct ratelimit_bucket *b, double rate, double burst, uint64_t now_ms)
+{
+    if (b->ms == 0)
+        return burst; /* a new bucket starts full */
+    double t = b->tokens;
+    if (now_ms > b->ms)
+        t += rate * (double)(now_ms - b->ms) / 1000.;
+    return t > burst ? burst : t;
+}
+
+int ratelimit_bucket_take(struct ratelimit_bucket *b, double rate, double burst, double cost,
+                          uint64_t now_ms)
+{
+    if (rate <= 0)
+        return 1;
+    b->tokens = ratelimit_bucket_level(b, rate, burst, now_ms);
+    if (b->ms == 0 || now_ms > b->ms)
+        b->ms = now_ms ? now_ms : 1;
+    if (b->tokens < cost)
+        return 0;
+    b->tokens -= cost;
+    return 1;
+}
 
 struct ratelimit {
     double rate, burst;
@@ -55,13 +78,9 @@ static uint64_t ratelimit_hash(const struct ratelimit *rl, const void *key, size
     return h ? h : 1; /* 0 marks an empty slot */
 }
 
-/* Tokens in s at now (without storing the refill). */
 static double ratelimit_level(const struct ratelimit *rl, const struct ratelimit_slot *s, uint64_t now)
 {
-    double t = s->tokens;
-    if (now > s->ms)
-        t += rl->rate * (double)(now - s->ms) / 1000.;
-    return t > rl->burst ? rl->burst : t;
+    return ratelimit_bucket_level(&s->b, rl->rate, rl->burst, now);
 }
 
 /* key's slot, claimed (full bucket) if it had none. */
@@ -83,9 +102,8 @@ static struct ratelimit_slot *ratelimit_slot(struct ratelimit *rl, const void *k
     else
         v = ratelimit_level(rl, a, now) >= ratelimit_level(rl, b, now) ? a : b;
     v->h = h;
-    v->ms = now;
     v->notice_ms = 0;
-    v->tokens = rl->burst;
+    v->b = (struct ratelimit_bucket){ 0 }; /* starts full */
     return v;
 }
 
@@ -94,13 +112,7 @@ int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, double 
     if (rl->rate <= 0)
         return 1;
     struct ratelimit_slot *s = ratelimit_slot(rl, key, keylen, now_ms);
-    s->tokens = ratelimit_level(rl, s, now_ms);
-    if (now_ms > s->ms)
-        s->ms = now_ms;
-    if (s->tokens < cost)
-        return 0;
-    s->tokens -= cost;
-    return 1;
+    return ratelimit_bucket_take(&s->b, rl->rate, rl->burst, cost, now_ms);
 }
 
 int ratelimit_notice_due(struct ratelimit *rl, const void *key, size_t keylen, uint64_t now_ms)

@@ -155,10 +155,7 @@ void tracker_count_limit(struct tracker *t, enum stats_limit which)
 /* 1 if a's IP is inside one of the rate_exempt networks. */
 static int tracker_exempt(const struct tracker *t, const struct addr *a)
 {
-    for (unsigned i = 0; i < t->cfg->rate_exempt.n; i++)
-        if (addr_in_cidr(a, &t->cfg->rate_exempt.c[i]))
-            return 1;
-    return 0;
+    return config_cidrs_has(&t->cfg->rate_exempt, a);
 }
 
 /* Response rate limiting (as DNS servers do against reflection): UDP bytes
@@ -193,8 +190,10 @@ static ssize_t tracker_encode(struct tracker *t, const struct proto_reply *r, si
 }
 
 /* A datagram to a UDP peer: never larger than max_datagram (nor budget). */
-static int tracker_send_udp(struct tracker *t, const struct addr *to, uint8_t local,
-                            const struct proto_reply *r, size_t budget)
+/* ... through the given UDP sink (the main socket's or the probe socket's). */
+static int tracker_send_dgram(struct tracker *t, tracker_send_fn send, void *ctx,
+                              const struct addr *to, uint8_t local, const struct proto_reply *r,
+                              size_t budget)
 {
     if (budget > (size_t)t->cfg->max_datagram)
         budget = (size_t)t->cfg->max_datagram;
@@ -203,9 +202,15 @@ static int tracker_send_udp(struct tracker *t, const struct addr *to, uint8_t lo
         return -1;
     if (!tracker_resp_ok(t, to, (size_t)n))
         return 0; /* dropped like a lost datagram: the limit is per destination */
-    if (t->send)
-        t->send(t->send_ctx, to, local, t->out, (size_t)n);
+    if (send)
+        send(ctx, to, local, t->out, (size_t)n);
     return 0;
+}
+
+static int tracker_send_udp(struct tracker *t, const struct addr *to, uint8_t local,
+                            const struct proto_reply *r, size_t budget)
+{
+    return tracker_send_dgram(t, t->send, t->send_ctx, to, local, r, budget);
 }
 
 static int tracker_send_ws(struct tracker *t, void *conn, const struct proto_reply *r)
@@ -222,18 +227,13 @@ static int tracker_send_ws(struct tracker *t, void *conn, const struct proto_rep
  * (anti-amplification); a WebSocket has a handshake, so no such limit. */
 static void tracker_reply(struct tracker *t, const struct tracker_src *src, const struct proto_reply *r)
 {
-    if (src->transport == TRACKER_WS) {
+    if (src->transport == TRACKER_WS)
         tracker_send_ws(t, src->conn, r);
-    } else if (src->transport == TRACKER_PROBE) {
-        size_t budget = TRACKER_AMPLIFICATION * t->req_len;
-        if (budget > (size_t)t->cfg->max_datagram)
-            budget = (size_t)t->cfg->max_datagram;
-        ssize_t n = tracker_encode(t, r, budget);
-        if (n >= 0 && t->probe_send && tracker_resp_ok(t, &src->addr, (size_t)n))
-            t->probe_send(t->probe_ctx, &src->addr, src->local, t->out, (size_t)n);
-    } else {
+    else if (src->transport == TRACKER_PROBE)
+        tracker_send_dgram(t, t->probe_send, t->probe_ctx, &src->addr, src->local, r,
+                           TRACKER_AMPLIFICATION * t->req_len);
+    else
         tracker_send_udp(t, &src->addr, src->local, r, TRACKER_AMPLIFICATION * t->req_len);
-    }
 }
 
 static void tracker_error(struct tracker *t, const struct tracker_src *src, enum stats_error code,
@@ -903,20 +903,7 @@ static int tracker_relay_take(struct tracker *t, uint32_t pi, size_t n, uint64_t
     if (rate <= 0)
         return 0;
     struct peer_extra *e = registry_extra_of(t->reg, pi);
-    if (e->relay_ms == 0) {
-        e->relay_tokens = rate; /* a new bucket starts full */
-        e->relay_ms = now ? now : 1;
-    }
-    if (now > e->relay_ms) {
-        e->relay_tokens += rate * (double)(now - e->relay_ms) / 1000.;
-        if (e->relay_tokens > rate)
-            e->relay_tokens = rate;
-        e->relay_ms = now;
-    }
-    if ((double)n > e->relay_tokens)
-        return -1;
-    e->relay_tokens -= (double)n;
-    return 0;
+    return ratelimit_bucket_take(&e->relay, rate, rate, (double)n, now) ? 0 : -1;
 }
 
 static void tracker_relay(struct tracker *t, const struct tracker_src *src, uint64_t now)

@@ -56,8 +56,7 @@ struct ws_conn {
     uint8_t via_proxy;          /* from trusted_proxies: the client address comes later */
     uint8_t proxy_done;         /* the PROXY line (if any) is consumed / the address is final */
     uint8_t exempt;             /* the source IP is in rate_exempt */
-    double msg_tokens;          /* message bucket (rate_requests_per_sec per connection) */
-    uint64_t msg_ms;
+    struct ratelimit_bucket msgs; /* rate_requests_per_sec per connection */
 };
 
 struct ws_server {
@@ -201,9 +200,7 @@ static int ws_client_addr(struct ws_conn *c, const struct addr *real)
     if (real && real->family)
         c->addr = *real;
     c->proxy_done = 1;
-    c->exempt = 0;
-    for (unsigned i = 0; i < s->cfg->rate_exempt.n; i++)
-        c->exempt |= addr_in_cidr(&c->addr, &s->cfg->rate_exempt.c[i]);
+    c->exempt = (uint8_t)config_cidrs_has(&s->cfg->rate_exempt, &c->addr);
     if (!s->per_ip || c->exempt)
         return 0;
     c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr, (unsigned)s->cfg->max_connections_per_ip);
@@ -299,6 +296,17 @@ static void ws_http_process(struct ws_conn *c)
 
 /* ---- WebSocket (wslay callbacks) ---- */
 
+/* After the upgrade, once every byte read with the head has gone to wslay,
+ * the head buffer's job is done: an idle WebSocket keeps no 8 KiB. */
+static void ws_in_release(struct ws_conn *c)
+{
+    if (c->in_off < c->in_len)
+        return;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_off = 0;
+}
+
 /* What a frame header alone is enough to refuse: 0 = fine, else a close code. */
 static int ws_frame_check(const struct wsframe_info *f, void *user)
 {
@@ -337,12 +345,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         n = (ssize_t)(c->in_len - c->in_off < len ? c->in_len - c->in_off : len);
         memcpy(buf, c->in + c->in_off, (size_t)n);
         c->in_off += (size_t)n;
-        if (c->in_off == c->in_len) {
-            /* The head buffer's job is done: an idle WebSocket keeps no 8 KiB. */
-            free(c->in);
-            c->in = NULL;
-            c->in_len = c->in_off = 0;
-        }
+        ws_in_release(c);
     } else {
         do {
             n = recv(c->fd, buf, len, 0);
@@ -392,23 +395,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 static int ws_msg_take(struct ws_conn *c, uint64_t now)
 {
     const struct config *cfg = c->srv->cfg;
-    double rate = (double)cfg->rate_requests_per_sec, burst = (double)cfg->rate_requests_burst;
-    if (rate <= 0 || c->exempt)
-        return 1;
-    if (c->msg_ms == 0) {
-        c->msg_tokens = burst;
-        c->msg_ms = now;
-    }
-    if (now > c->msg_ms) {
-        c->msg_tokens += rate * (double)(now - c->msg_ms) / 1000.;
-        if (c->msg_tokens > burst)
-            c->msg_tokens = burst;
-        c->msg_ms = now;
-    }
-    if (c->msg_tokens < 1)
-        return 0;
-    c->msg_tokens -= 1;
-    return 1;
+    return c->exempt || ratelimit_bucket_take(&c->msgs, (double)cfg->rate_requests_per_sec,
+                                              (double)cfg->rate_requests_burst, 1, now);
 }
 
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -615,11 +603,8 @@ static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         ws_http_process(c);
-        if (c->state == WS_OPEN && c->in_off == c->in_len) {
-            free(c->in);
-            c->in = NULL;
-            c->in_len = c->in_off = 0;
-        }
+        if (c->state == WS_OPEN)
+            ws_in_release(c);
         if (c->close_after_out)
             ev_io_stop(c->srv->loop, &c->rio); /* no more requests on this one */
         if (c->state == WS_OPEN && wslay_event_recv(c->ws) != 0) {
@@ -698,10 +683,8 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
         c->over_limit = s->nconns >= (unsigned)s->cfg->max_connections;
         if (c->over_limit)
             tracker_count_limit(s->tracker, STATS_L_CONNECTIONS);
-        for (unsigned i = 0; i < s->cfg->rate_exempt.n; i++)
-            c->exempt |= addr_in_cidr(&c->addr, &s->cfg->rate_exempt.c[i]);
-        for (unsigned i = 0; i < s->cfg->trusted_proxies.n; i++)
-            c->via_proxy |= addr_in_cidr(&c->addr, &s->cfg->trusted_proxies.c[i]);
+        c->exempt = (uint8_t)config_cidrs_has(&s->cfg->rate_exempt, &c->addr);
+        c->via_proxy = (uint8_t)config_cidrs_has(&s->cfg->trusted_proxies, &c->addr);
         int ip_over = 0;
         if (s->per_ip && !c->exempt && !c->via_proxy) {
             c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr,

@@ -24,6 +24,7 @@
 #include "proto.h"
 #include "registry.h"
 #include "tracker.h"
+#include "ratelimit.h"
 #include "wsframe.h"
 
 #define FUZZ_WS_MAX_HEADERS 4096
@@ -146,8 +147,7 @@ struct fuzz_conn {
     int closing;
     uint32_t peer;
     uint64_t now;
-    double msg_tokens;          /* ws.c's per-connection message bucket */
-    uint64_t msg_ms;
+    struct ratelimit_bucket msgs; /* ws.c's per-connection message bucket */
     uint64_t last_limited;      /* when rateLimited was last sent; 0 = never */
 };
 
@@ -235,26 +235,11 @@ static ssize_t fuzz_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, si
     return (ssize_t)n;
 }
 
-/* ws.c's ws_msg_take, mirrored: rate_requests_per_sec per connection. */
+/* ws.c's ws_msg_take: rate_requests_per_sec per connection, the shared bucket. */
 static int fuzz_ws_msg_take(struct fuzz_conn *c)
 {
-    double rate = (double)c->cfg->rate_requests_per_sec, burst = (double)c->cfg->rate_requests_burst;
-    if (rate <= 0)
-        return 1;
-    if (c->msg_ms == 0) {
-        c->msg_tokens = burst;
-        c->msg_ms = c->now;
-    }
-    if (c->now > c->msg_ms) {
-        c->msg_tokens += rate * (double)(c->now - c->msg_ms) / 1000.;
-        if (c->msg_tokens > burst)
-            c->msg_tokens = burst;
-        c->msg_ms = c->now;
-    }
-    if (c->msg_tokens < 1)
-        return 0;
-    c->msg_tokens -= 1;
-    return 1;
+    return ratelimit_bucket_take(&c->msgs, (double)c->cfg->rate_requests_per_sec,
+                                 (double)c->cfg->rate_requests_burst, 1, c->now);
 }
 
 static void fuzz_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
