@@ -7,7 +7,8 @@
 #        A crash is copied to tests/fuzz/regress/<t>/ (kept forever: the
 #        replay below runs it in every `make test`); the other targets still
 #        run, and the whole run fails at the end.
-#   make fuzz-smoke    the same, FUZZ_SMOKE_TIME (60) seconds per target (CI)
+#   make fuzz-smoke    the same, FUZZ_SMOKE_TIME (60) seconds per target, with
+#                      the fixed seed FUZZ_SMOKE_SEED (CI)
 #   make fuzz-merge    minimises what runs found into tests/fuzz/corpus/<t>/
 #   make fuzz-build    only builds the fuzz binaries
 #
@@ -21,6 +22,9 @@ FUZZ_SMOKE_TIME ?= 60
 FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit client
 # Extra libFuzzer flags, e.g. FUZZ_FLAGS=-jobs=2 or -only_ascii=1.
 FUZZ_FLAGS ?=
+# The smoke run (CI) uses a fixed seed: a red CI must be reproducible with
+# `make fuzz-smoke` on any machine. Exploration is `make fuzz`'s job.
+FUZZ_SMOKE_SEED ?= 1
 
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -127,6 +131,7 @@ endef
 fuzz: deps $(FUZZ_BINS)
 	$(call FUZZ_ALL,$(FUZZ_TIME))
 
+fuzz-smoke: FUZZ_FLAGS += -seed=$(FUZZ_SMOKE_SEED)
 fuzz-smoke: deps $(FUZZ_BINS)
 	$(call FUZZ_ALL,$(FUZZ_SMOKE_TIME))
 

@@ -98,6 +98,14 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_reader *r = http_r(p);
     struct http_head *h = &r->head;
+    /* Control bytes are not allowed in a field value (RFC 9110 5.5), and
+     * Debian's http-parser passes them on: a NUL would cut the C string we
+     * collect, and what was kept would then depend on how TCP split the head. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 1;
+    }
     if (!r->in_value) {
         r->in_value = 1;
         r->header = HTTP_H_OTHER;

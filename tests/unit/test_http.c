@@ -128,6 +128,35 @@ static void test_version_token_checked(void **state)
         assert_int_equal(feed_split(bad, at), HTTP_FEED_ERROR);
 }
 
+/* A control byte in a header value (a NUL above all) is a malformed head,
+ * wherever TCP splits it: a fuzz finding, where a NUL cut the collected key
+ * differently for each split. A tab stays legal. */
+static void test_control_bytes_in_values(void **state)
+{
+    (void)state;
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Key: \0dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Sec-WebSocket-Version: 13\r\n\r\n";
+    const size_t len = sizeof req - 1;
+    for (size_t at = 1; at < len; at++) {
+        struct http_reader r;
+        size_t used;
+        http_reader_init(&r);
+        enum http_feed f = http_reader_feed(&r, req, at, &used);
+        if (f == HTTP_FEED_AGAIN)
+            f = http_reader_feed(&r, req + at, len - at, &used);
+        if (f != HTTP_FEED_ERROR)
+            fail_msg("split at %zu: a NUL in a value was accepted", at);
+    }
+    const char *bell = "GET /healthz HTTP/1.1\r\nX-A: a\ab\r\n\r\n";
+    const char *del = "GET /healthz HTTP/1.1\r\nX-A: a\x7f\r\n\r\n";
+    const char *tab = "GET /healthz HTTP/1.1\r\nX-A: a\tb\r\n\r\n";
+    for (size_t at = 1; at < strlen(bell); at++)
+        assert_int_equal(feed_split(bell, at), HTTP_FEED_ERROR);
+    assert_int_equal(feed_split(del, 5), HTTP_FEED_ERROR);
+    assert_int_equal(feed_split(tab, 5), HTTP_FEED_DONE);
+}
+
 int main(void)
 {
     unit_sodium_init();
@@ -139,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_oversized),
         cmocka_unit_test(test_version_token_checked),
         cmocka_unit_test(test_upgrade_split_anywhere),
+        cmocka_unit_test(test_control_bytes_in_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
