@@ -23,10 +23,10 @@ PKG_CFLAGS := $(shell pkg-config --cflags libcjson libsodium nettle 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs libcjson libsodium nettle 2>/dev/null || echo -lcjson -lsodium -lnettle)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Iinclude $(PKG_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
-LIBS := -lev -lwslay -lhttp_parser $(PKG_LIBS) -lm
+LIBS := -lev -lwslay -lhttp_parser $(PKG_LIBS) -lm -pthread
 
 SRCS := $(wildcard src/*.c)
 LIB_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(filter-out src/main.c,$(SRCS)))

@@ -22,6 +22,8 @@ struct config_cidrs {
 
 enum config_compat { CONFIG_COMPAT_README = 0, CONFIG_COMPAT_SOBANI_APP = 1 };
 
+#define CONFIG_WORKERS_MAX 64
+
 struct config {
     char bind[64];          /* IP literal to listen on */
     long port;              /* UDP port; 0 = any free port */
@@ -51,6 +53,7 @@ struct config {
     char access_key[CONFIG_SECRET_MAX + 1];  /* "" = open */
     char metrics_key[CONFIG_SECRET_MAX + 1]; /* "" = /metrics open */
     struct config_cidrs trusted_proxies;     /* PROXY / X-Forwarded-For trusted from these */
+    long workers;           /* UDP sockets (SO_REUSEPORT), each on its own thread and loop */
     /* Derived by config_finish(): */
     struct ids_key token_key;
     int token_key_set;

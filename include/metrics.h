@@ -13,6 +13,7 @@ struct metrics_gauges {
     uint64_t peers;          /* live identities */
     uint64_t ws_connections; /* open TCP connections */
     uint64_t uptime;         /* whole seconds since start */
+    unsigned workers;        /* the `workers` setting (per-worker series) */
 };
 
 /* Writes the Prometheus text exposition into out. Returns its length, or 0

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "proto.h"
 
 enum stats_transport { STATS_UDP = 0, STATS_WS = 1, STATS_TRANSPORT_COUNT };
@@ -48,6 +49,7 @@ struct stats {
     uint64_t relayed;                        /* relay messages delivered */
     uint64_t probes;                         /* NAT probes answered */
     uint64_t relayed_bytes;                  /* payload bytes delivered by relay */
+    uint64_t worker_datagrams[CONFIG_WORKERS_MAX]; /* UDP datagrams read, by worker */
 };
 
 #endif

@@ -52,6 +52,21 @@ void tracker_set_sink(struct tracker *t, tracker_send_fn send, void *ctx);
 void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_close_fn close,
                          void *ctx);
 
+/* Threads. With `workers` > 1 several event loops share one tracker: each
+ * call into it (and any read of its stats or registry) is made between
+ * tracker_lock() and tracker_unlock(). The lock is recursive (a sink may call
+ * back in). tracker_lock_with() also sends this holder's UDP datagrams through
+ * send/ctx (a worker's own socket: every worker socket shares the port, so
+ * any of them reaches any peer); tracker_lock() uses the tracker_set_sink()
+ * one. The outermost lock chooses the sink. Single-threaded callers (the unit
+ * tests) may skip locking. */
+void tracker_lock(struct tracker *t);
+void tracker_lock_with(struct tracker *t, tracker_send_fn send, void *ctx);
+void tracker_unlock(struct tracker *t);
+
+/* Counts datagrams received by worker number `worker` (per-worker metric). */
+void tracker_count_worker(struct tracker *t, unsigned worker, uint64_t datagrams);
+
 /* The probe socket: its bound address (a wildcard IP is replaced, in what
  * clients are told, by the IP each request arrived on) and its sink. */
 void tracker_set_probe(struct tracker *t, const struct addr *bound, tracker_send_fn send, void *ctx);

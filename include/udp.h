@@ -30,6 +30,13 @@ struct udp;
  * reason in err. */
 struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
                     size_t errcap);
+/* Worker number `worker` (>= 1) of the port first is bound to (cfg->workers
+ * > 1: first was bound with SO_REUSEPORT): another socket on the same address
+ * and port, served by loop (another thread's). It shares first's tracker and
+ * local-address table, and sends through itself while it holds the tracker
+ * lock. Free it with udp_free() before first. */
+struct udp *udp_new_worker(struct ev_loop *loop, struct udp *first, unsigned worker, char *err,
+                           size_t errcap);
 /* The NAT-detection probe socket: probe_bind (else bind) : probe_port (else
  * udp_port, the main socket's number). Serves only "probe" (tracker_on_probe)
  * and installs itself as t's probe sink. Same ownership as udp_new(). */

@@ -89,6 +89,8 @@ static const struct config_key config_keys[] = {
       "\"\" = /metrics open; else it needs ?key= or a Bearer header" },
     { "trusted_proxies", CFG_CIDRS, OFF(trusted_proxies), 0, 0, NULL,
       "CIDRs whose PROXY header / X-Forwarded-For give the client address (default [])" },
+    { "workers", CFG_INT, OFF(workers), 1, CONFIG_WORKERS_MAX, NULL,
+      "UDP worker threads, each with its own socket on the port (SO_REUSEPORT) (default 1)" },
 
 };
 
@@ -126,6 +128,7 @@ void config_defaults(struct config *c)
     c->token_key_hex[0] = '\0';
     c->log_level = LOG_INFO;
     c->ws_port = 0;
+    c->workers = 1;
     c->ws_ping_interval = 20;
     c->max_connections = 10000;
     c->ws_max_message = 65536;

@@ -16,13 +16,17 @@ static void expire_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct expire *e = w->data;
     uint64_t now = clock_mono_ms();
-    if (tracker_expire(e->tracker, now, EXPIRE_BUDGET) == EXPIRE_BUDGET) {
+    tracker_lock(e->tracker);
+    size_t n = tracker_expire(e->tracker, now, EXPIRE_BUDGET);
+    uint64_t deadline;
+    int due_known = tracker_next_expiry(e->tracker, &deadline) == 0;
+    tracker_unlock(e->tracker);
+    if (n == EXPIRE_BUDGET) {
         expire_schedule(e, 0.);
         return;
     }
-    uint64_t deadline;
     double after = EXPIRE_MAX_SLEEP;
-    if (tracker_next_expiry(e->tracker, &deadline) == 0) {
+    if (due_known) {
         /* +1 ms: libev may fire a hair early by our clock; never expire early. */
         double due = deadline > now ? (double)(deadline - now + 1) / 1000. : 0.001;
         if (due < after)

@@ -16,6 +16,7 @@
 #include "udp.h"
 #include "ws.h"
 #include "version.h"
+#include "worker.h"
 
 #define EXIT_CONFIG 2 /* documented: a configuration error */
 
@@ -141,6 +142,15 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    struct workers *workers = workers_start(&cfg, udp, err, sizeof err);
+    if (!workers) {
+        log_error("%s", err);
+        udp_free(probe);
+        ws_free(ws);
+        udp_free(udp);
+        tracker_free(tracker);
+        return 1;
+    }
     struct expire expire;
     expire_start(&expire, loop, tracker);
     struct main_stop stop = { .ws = ws };
@@ -156,9 +166,9 @@ int main(int argc, char **argv)
     addr_format(udp_bound(udp), bound, sizeof bound);
     addr_format(ws_bound(ws), tcp, sizeof tcp);
     log_info("punchd %s listening on udp %s and tcp %s (peer_ttl %lds, max_peers %ld, "
-             "max_datagram %ld, max_connections %ld, compat %s)",
+             "max_datagram %ld, max_connections %ld, compat %s, workers %ld)",
              PUNCHD_VERSION, bound, tcp, cfg.peer_ttl, cfg.max_peers, cfg.max_datagram,
-             cfg.max_connections, main_compat_names[cfg.compat]);
+             cfg.max_connections, main_compat_names[cfg.compat], cfg.workers);
     if (probe) {
         char pb[ADDR_STRLEN];
         addr_format(udp_bound(probe), pb, sizeof pb);
@@ -172,6 +182,8 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
 
+    /* The workers go first: they may still post to WebSocket connections. */
+    workers_stop(workers);
     const struct stats *st = tracker_stats(tracker);
     log_info("stopped: %u live peers, %llu announced, %llu pushes, %llu expired",
              registry_count(tracker_registry(tracker)), (unsigned long long)st->announced,

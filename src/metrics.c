@@ -91,6 +91,10 @@ size_t metrics_render(char *out, size_t cap, const struct stats *st, const struc
     metrics_printf(&w, "punchd_pushes_total %llu\n", (unsigned long long)st->pushes);
     metrics_head(&w, "punchd_expired_total", "counter", "UDP sides expired after peer_ttl.");
     metrics_printf(&w, "punchd_expired_total %llu\n", (unsigned long long)st->expired);
+    metrics_head(&w, "punchd_udp_datagrams_total", "counter", "UDP datagrams read, by worker.");
+    for (unsigned k = 0; k < g->workers && k < CONFIG_WORKERS_MAX; k++)
+        metrics_printf(&w, "punchd_udp_datagrams_total{worker=\"%u\"} %llu\n", k,
+                       (unsigned long long)st->worker_datagrams[k]);
     metrics_head(&w, "punchd_uptime_seconds", "gauge", "Seconds since start.");
     metrics_printf(&w, "punchd_uptime_seconds %llu\n", (unsigned long long)g->uptime);
     return w.overflow ? 0 : w.len;

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int net_bind(const char *ip, uint16_t port, int type, struct addr *bound, int *family)
+int net_bind(const char *ip, uint16_t port, int type, int flags, struct addr *bound, int *family)
 {
     struct addr ba;
     if (addr_parse_ip(&ba, ip, port) != 0) {
@@ -23,6 +23,12 @@ int net_bind(const char *ip, uint16_t port, int type, struct addr *bound, int *f
     int on = 1, v6only = !dual;
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if ((flags & NET_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
     if (fam == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     struct sockaddr_storage ss;

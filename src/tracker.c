@@ -2,6 +2,7 @@
  * both transports (see tracker.h). */
 #include "tracker.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,12 @@
 struct tracker {
     const struct config *cfg;
     struct registry *reg;
-    tracker_send_fn send;          /* UDP sink */
+    tracker_send_fn send;          /* UDP sink of the current lock holder */
     void *send_ctx;
+    tracker_send_fn main_send;     /* UDP sink set with tracker_set_sink() */
+    void *main_ctx;
+    pthread_mutex_t lock;          /* recursive: a sink may call back in */
+    unsigned lock_depth;           /* changed only by the holder */
     tracker_ws_send_fn ws_send;    /* WebSocket sink */
     tracker_ws_close_fn ws_close;
     void *ws_ctx;
@@ -96,7 +101,36 @@ struct tracker *tracker_new(const struct config *cfg)
     t->scratch = xmalloc(t->scratch_cap);
     t->payload = xmalloc(t->payload_cap);
     t->out = xmalloc(t->out_cap);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    if (pthread_mutex_init(&t->lock, &ma) != 0)
+        abort();
+    pthread_mutexattr_destroy(&ma);
     return t;
+}
+
+void tracker_lock_with(struct tracker *t, tracker_send_fn send, void *ctx)
+{
+    pthread_mutex_lock(&t->lock);
+    if (t->lock_depth++ == 0) {
+        t->send = send;
+        t->send_ctx = ctx;
+    }
+}
+
+void tracker_lock(struct tracker *t) { tracker_lock_with(t, t->main_send, t->main_ctx); }
+
+void tracker_unlock(struct tracker *t)
+{
+    t->lock_depth--;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void tracker_count_worker(struct tracker *t, unsigned worker, uint64_t datagrams)
+{
+    if (worker < CONFIG_WORKERS_MAX)
+        t->st.worker_datagrams[worker] += datagrams;
 }
 
 void tracker_free(struct tracker *t)
@@ -104,6 +138,7 @@ void tracker_free(struct tracker *t)
     if (!t)
         return;
     registry_free(t->reg);
+    pthread_mutex_destroy(&t->lock);
     ratelimit_free(t->rl_req);
     ratelimit_free(t->rl_income);
     ratelimit_free(t->rl_resp);
@@ -116,8 +151,8 @@ void tracker_free(struct tracker *t)
 
 void tracker_set_sink(struct tracker *t, tracker_send_fn send, void *ctx)
 {
-    t->send = send;
-    t->send_ctx = ctx;
+    t->send = t->main_send = send;
+    t->send_ctx = t->main_ctx = ctx;
 }
 
 void tracker_set_ws_sink(struct tracker *t, tracker_ws_send_fn send, tracker_ws_close_fn close,

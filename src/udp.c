@@ -22,15 +22,24 @@
 #define UDP_RCVBUF (4 << 20)  /* absorbs bursts; the kernel caps it at rmem_max */
 #define UDP_MAX_LOCALS 256    /* index 0 = "unknown": the kernel picks the source */
 
+/* Interned local addresses, shared by the workers of one port (peers store
+ * the index, and any worker may send to any peer); guarded by the tracker lock. */
+struct udp_locals {
+    struct addr a[UDP_MAX_LOCALS];       /* [0] unused */
+    unsigned n;
+};
+
 struct udp {
     struct ev_loop *loop;
     ev_io io;
     int fd;
     int family;                          /* of the socket: AF_INET or AF_INET6 */
     struct tracker *tracker;
+    const struct config *cfg;
     struct addr bound;
-    struct addr locals[UDP_MAX_LOCALS];  /* interned local addresses, [0] unused */
-    unsigned nlocals;
+    struct udp_locals *locals;           /* owned by the first socket of the port */
+    int owns_locals;
+    unsigned worker;                     /* index in the port's SO_REUSEPORT group */
     uint8_t last_local;                  /* cache: most requests hit the same one */
     size_t max_datagram;
     int probe;                           /* the NAT-detection probe socket */
@@ -63,19 +72,20 @@ struct udp {
  * full (then the kernel chooses the source address). */
 static uint8_t udp_local_index(struct udp *u, const struct addr *a)
 {
-    if (u->last_local && addr_equal(&u->locals[u->last_local], a))
+    struct udp_locals *l = u->locals;
+    if (u->last_local && addr_equal(&l->a[u->last_local], a))
         return u->last_local;
-    for (unsigned i = 1; i < u->nlocals; i++) {
-        if (addr_equal(&u->locals[i], a)) {
+    for (unsigned i = 1; i < l->n; i++) {
+        if (addr_equal(&l->a[i], a)) {
             u->last_local = (uint8_t)i;
             return (uint8_t)i;
         }
     }
-    if (u->nlocals >= UDP_MAX_LOCALS)
+    if (l->n >= UDP_MAX_LOCALS)
         return 0;
-    u->locals[u->nlocals] = *a;
-    u->last_local = (uint8_t)u->nlocals;
-    return (uint8_t)u->nlocals++;
+    l->a[l->n] = *a;
+    u->last_local = (uint8_t)l->n;
+    return (uint8_t)l->n++;
 }
 
 /* The request's destination address from its control messages (port 0). */
@@ -143,8 +153,8 @@ static void udp_send(void *ctx, const struct addr *to, uint8_t local, const char
     struct msghdr *msg = &u->qmsg[i].msg_hdr;
     *msg = (struct msghdr){ .msg_name = &u->qto[i], .msg_namelen = sl, .msg_iov = &u->qiov[i],
                             .msg_iovlen = 1 };
-    if (local != 0 && local < u->nlocals) {
-        const struct addr *src = &u->locals[local];
+    if (local != 0 && local < u->locals->n) {
+        const struct addr *src = &u->locals->a[local];
         memset(&u->qctl[i], 0, sizeof u->qctl[i]);
         msg->msg_control = u->qctl[i].b;
         struct cmsghdr *c;
@@ -198,7 +208,7 @@ static void udp_handle(struct udp *u, unsigned k, uint64_t now)
     struct addr dst;
     src.local = udp_dst_from_cmsg(msg, &dst) == 0 ? udp_local_index(u, &dst) : 0;
     if (src.local)
-        src.local_addr = &u->locals[src.local];
+        src.local_addr = &u->locals->a[src.local];
     int rc;
     if (u->probe) {
         src.transport = TRACKER_PROBE;
@@ -241,10 +251,18 @@ static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         uint64_t now = clock_mono_ms();
+        /* One lock per batch; the replies leave after it is released. */
+        if (u->probe) {
+            tracker_lock(u->tracker);
+        } else {
+            tracker_lock_with(u->tracker, udp_send, u);
+            tracker_count_worker(u->tracker, u->worker, (uint64_t)n);
+        }
         u->batching = 1;
         for (int k = 0; k < n; k++)
             udp_handle(u, (unsigned)k, now);
         u->batching = 0;
+        tracker_unlock(u->tracker);
         udp_flush(u);
         if (n < UDP_BATCH)
             return; /* drained */
@@ -257,12 +275,16 @@ static int udp_fail(char *err, size_t errcap, const char *what, const char *bind
     return -1;
 }
 
+/* Opens one socket. first: the port's first socket, whose locals table a
+ * worker shares (NULL: this one is the first, or the probe socket). */
 static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
-                             const char *bind_s, long port, int probe, char *err, size_t errcap)
+                            const char *bind_s, long port, int probe, struct udp *first,
+                            unsigned worker, char *err, size_t errcap)
 {
     struct addr bound;
     int family;
-    int fd = net_bind(bind_s, (uint16_t)port, SOCK_DGRAM, &bound, &family);
+    int flags = !probe && cfg->workers > 1 ? NET_REUSEPORT : 0;
+    int fd = net_bind(bind_s, (uint16_t)port, SOCK_DGRAM, flags, &bound, &family);
     if (fd < 0) {
         udp_fail(err, errcap, probe ? "cannot bind the probe socket on" : "cannot bind", bind_s, port);
         return NULL;
@@ -279,7 +301,15 @@ static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, stru
     u->fd = fd;
     u->family = family;
     u->tracker = t;
-    u->nlocals = 1;
+    u->cfg = cfg;
+    u->worker = worker;
+    if (first) {
+        u->locals = first->locals;
+    } else {
+        u->locals = xcalloc(1, sizeof *u->locals);
+        u->locals->n = 1;
+        u->owns_locals = 1;
+    }
     u->max_datagram = (size_t)cfg->max_datagram;
     u->bound = bound;
     u->probe = probe;
@@ -287,7 +317,7 @@ static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, stru
     u->qbuf = xmalloc(UDP_SENDQ * u->max_datagram);
     if (probe)
         tracker_set_probe(t, &bound, udp_send, u);
-    else
+    else if (!first)
         tracker_set_sink(t, udp_send, u);
     ev_io_init(&u->io, udp_on_readable, fd, EV_READ);
     u->io.data = u;
@@ -298,7 +328,14 @@ static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, stru
 struct udp *udp_new(struct ev_loop *loop, const struct config *cfg, struct tracker *t, char *err,
                     size_t errcap)
 {
-    return udp_open(loop, cfg, t, cfg->bind, cfg->port, 0, err, errcap);
+    return udp_open(loop, cfg, t, cfg->bind, cfg->port, 0, NULL, 0, err, errcap);
+}
+
+struct udp *udp_new_worker(struct ev_loop *loop, struct udp *first, unsigned worker, char *err,
+                           size_t errcap)
+{
+    return udp_open(loop, first->cfg, first->tracker, first->cfg->bind, first->bound.port, 0, first,
+                    worker, err, errcap);
 }
 
 struct udp *udp_new_probe(struct ev_loop *loop, const struct config *cfg, struct tracker *t,
@@ -306,7 +343,7 @@ struct udp *udp_new_probe(struct ev_loop *loop, const struct config *cfg, struct
 {
     const char *bind_s = cfg->probe_bind[0] ? cfg->probe_bind : cfg->bind;
     long port = cfg->probe_port ? cfg->probe_port : (long)udp_port;
-    return udp_open(loop, cfg, t, bind_s, port, 1, err, errcap);
+    return udp_open(loop, cfg, t, bind_s, port, 1, NULL, 0, err, errcap);
 }
 
 void udp_free(struct udp *u)
@@ -317,6 +354,8 @@ void udp_free(struct udp *u)
     close(u->fd);
     free(u->rbuf);
     free(u->qbuf);
+    if (u->owns_locals)
+        free(u->locals);
     free(u);
 }
 

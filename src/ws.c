@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,15 @@
 #define WS_CLOSE_LINGER 5.0    /* seconds to finish a closing handshake */
 #define WS_ACCEPT_PAUSE 0.1    /* seconds to stop accepting when out of fds */
 #define WS_READ_CHUNK 4096
+#define WS_MAILBOX_MAX (4u << 20) /* bytes of messages other threads may queue before drops */
+
+/* A message (or a close, code != 0) for a connection, posted by another
+ * thread; len bytes follow, padded to the struct's alignment. */
+struct ws_mail {
+    struct ws_conn *c;          /* NULL once the connection is gone */
+    uint32_t len;
+    uint16_t code;
+};
 
 enum ws_state { WS_HTTP, WS_OPEN, WS_DONE };
 
@@ -74,6 +84,15 @@ struct ws_server {
     struct connlimit *per_ip;   /* NULL when max_connections_per_ip is 0 */
     unsigned char access_hash[crypto_generichash_BYTES];  /* of access_key */
     unsigned char metrics_hash[crypto_generichash_BYTES]; /* of metrics_key */
+    /* UDP workers run on other threads: what the tracker sends to a
+     * connection from there is posted here and delivered on this loop. */
+    pthread_t owner;            /* the thread running loop */
+    ev_async wake;
+    pthread_mutex_t box_lock;
+    char *box;                  /* struct ws_mail entries, posted */
+    size_t box_len, box_cap;
+    char *drain;                /* entries being delivered (this thread only) */
+    size_t drain_len, drain_cap;
 };
 
 static void ws_conn_update(struct ws_conn *c);
@@ -86,14 +105,49 @@ static void ws_conn_detach(struct ws_conn *c)
     if (c->peer != REGISTRY_NIL) {
         uint32_t pi = c->peer;
         c->peer = REGISTRY_NIL;
+        tracker_lock(c->srv->tracker);
         tracker_ws_closed(c->srv->tracker, c, pi);
+        tracker_unlock(c->srv->tracker);
     }
+}
+
+static size_t ws_mail_size(uint32_t len)
+{
+    size_t a = _Alignof(struct ws_mail);
+    return (sizeof(struct ws_mail) + len + a - 1) / a * a;
+}
+
+/* Forgets mail for c (it is being freed). Called after its identity is
+ * detached, so no worker can post more for it. */
+static void ws_mail_forget(struct ws_server *s, const struct ws_conn *c)
+{
+    pthread_mutex_lock(&s->box_lock);
+    char *bufs[2] = { s->box, s->drain };
+    size_t lens[2] = { s->box_len, s->drain_len };
+    for (int b = 0; b < 2; b++) {
+        for (size_t off = 0; off < lens[b];) {
+            struct ws_mail *m = (struct ws_mail *)(bufs[b] + off);
+            if (m->c == c)
+                m->c = NULL;
+            off += ws_mail_size(m->len);
+        }
+    }
+    pthread_mutex_unlock(&s->box_lock);
+}
+
+/* Counts a refusal at a limit: the tracker's counters are shared with the workers. */
+static void ws_count_limit(struct ws_server *s, enum stats_limit which)
+{
+    tracker_lock(s->tracker);
+    tracker_count_limit(s->tracker, which);
+    tracker_unlock(s->tracker);
 }
 
 static void ws_conn_destroy(struct ws_conn *c)
 {
     struct ws_server *s = c->srv;
     ws_conn_detach(c);
+    ws_mail_forget(s, c);
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->timer);
@@ -170,7 +224,10 @@ static void ws_http_error(struct ws_conn *c, int status, const char *msg, const 
 
 static void ws_gauges(const struct ws_server *s, struct metrics_gauges *g)
 {
+    tracker_lock(s->tracker);
     g->peers = registry_count(tracker_registry(s->tracker));
+    tracker_unlock(s->tracker);
+    g->workers = (unsigned)s->cfg->workers;
     g->ws_connections = s->nws;
     g->uptime = (clock_mono_ms() - s->started) / 1000u;
 }
@@ -206,7 +263,7 @@ static int ws_client_addr(struct ws_conn *c, const struct addr *real)
     c->ip_counted = (uint8_t)connlimit_add(s->per_ip, &c->addr, (unsigned)s->cfg->max_connections_per_ip);
     if (c->ip_counted)
         return 0;
-    tracker_count_limit(s->tracker, STATS_L_CONNECTIONS_PER_IP);
+    ws_count_limit(s, STATS_L_CONNECTIONS_PER_IP);
     ws_http_error(c, 503, "too many connections from this address", "Retry-After: 1\r\n", 0);
     return -1;
 }
@@ -236,7 +293,7 @@ static int ws_http_request(struct ws_conn *c)
                    route == HTTP_ROUTE_BAD_VERSION;
     if ((ws_route && !ws_credential_ok(h, cfg->access_key, c->srv->access_hash)) ||
         (route == HTTP_ROUTE_METRICS && !ws_credential_ok(h, cfg->metrics_key, c->srv->metrics_hash))) {
-        tracker_count_limit(c->srv->tracker, STATS_L_ACCESS_KEY);
+        ws_count_limit(c->srv, STATS_L_ACCESS_KEY);
         ws_http_error(c, 401, "a key is required: ?key=KEY or Authorization: Bearer KEY",
                       "WWW-Authenticate: Bearer\r\n", 0);
         return 0;
@@ -250,7 +307,9 @@ static int ws_http_request(struct ws_conn *c)
     }
     case HTTP_ROUTE_METRICS: {
         char body[16384];
+        tracker_lock(c->srv->tracker);
         size_t n = metrics_render(body, sizeof body, tracker_stats(c->srv->tracker), &g);
+        tracker_unlock(c->srv->tracker);
         ws_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "", body, n, keep);
         return keep;
     }
@@ -415,11 +474,13 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         struct tracker_src src = { .transport = TRACKER_WS, .addr = c->addr, .conn = c,
                                    .conn_peer = &c->peer };
         uint64_t now = clock_mono_ms();
-        if (!ws_msg_take(c, now)) {
-            tracker_ws_rate_limited(c->srv->tracker, &src, now);
-            return;
-        }
-        tracker_on_ws_message(c->srv->tracker, (const char *)arg->msg, arg->msg_length, &src, now);
+        struct tracker *t = c->srv->tracker;
+        tracker_lock(t);
+        if (!ws_msg_take(c, now))
+            tracker_ws_rate_limited(t, &src, now);
+        else
+            tracker_on_ws_message(t, (const char *)arg->msg, arg->msg_length, &src, now);
+        tracker_unlock(t);
         return;
     }
     case WSLAY_CONNECTION_CLOSE:
@@ -465,11 +526,77 @@ static int ws_upgrade(struct ws_conn *c)
     return 0;
 }
 
-/* The tracker queues a message on a connection. */
+static void ws_deliver(struct ws_server *s, struct ws_conn *c, const char *buf, size_t len);
+static void ws_sink_close(void *ctx, void *conn, uint16_t code);
+
+/* From a worker thread: queue for this loop (drop when the mailbox is full:
+ * the same as a lost datagram to the client). */
+static void ws_mail_post(struct ws_server *s, struct ws_conn *c, uint16_t code, const char *buf,
+                         size_t len)
+{
+    size_t need = ws_mail_size((uint32_t)len);
+    pthread_mutex_lock(&s->box_lock);
+    if (len > UINT32_MAX || s->box_len + need > WS_MAILBOX_MAX) {
+        pthread_mutex_unlock(&s->box_lock);
+        return;
+    }
+    if (s->box_len + need > s->box_cap) {
+        s->box_cap = s->box_len + need > 2 * s->box_cap ? s->box_len + need : 2 * s->box_cap;
+        s->box = xrealloc(s->box, s->box_cap);
+    }
+    struct ws_mail *m = (struct ws_mail *)(s->box + s->box_len);
+    *m = (struct ws_mail){ .c = c, .len = (uint32_t)len, .code = code };
+    if (len)
+        memcpy(m + 1, buf, len);
+    s->box_len += need;
+    pthread_mutex_unlock(&s->box_lock);
+    ev_async_send(s->loop, &s->wake);
+}
+
+/* On this loop: deliver what the workers posted. */
+static void ws_on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ws_server *s = w->data;
+    pthread_mutex_lock(&s->box_lock);
+    char *tb = s->drain;
+    size_t tc = s->drain_cap;
+    s->drain = s->box;
+    s->drain_cap = s->box_cap;
+    s->drain_len = s->box_len;
+    s->box = tb;
+    s->box_cap = tc;
+    s->box_len = 0;
+    pthread_mutex_unlock(&s->box_lock);
+    for (size_t off = 0; off < s->drain_len;) {
+        struct ws_mail *m = (struct ws_mail *)(s->drain + off);
+        off += ws_mail_size(m->len);
+        if (!m->c)
+            continue;
+        if (m->code)
+            ws_sink_close(s, m->c, m->code);
+        else
+            ws_deliver(s, m->c, (const char *)(m + 1), m->len);
+    }
+    pthread_mutex_lock(&s->box_lock);
+    s->drain_len = 0;
+    pthread_mutex_unlock(&s->box_lock);
+}
+
+/* The tracker queues a message on a connection (from any thread). */
 static void ws_sink_send(void *ctx, void *conn, const char *buf, size_t len)
 {
     struct ws_server *s = ctx;
-    struct ws_conn *c = conn;
+    if (!pthread_equal(pthread_self(), s->owner)) {
+        ws_mail_post(s, conn, 0, buf, len);
+        return;
+    }
+    ws_deliver(s, conn, buf, len);
+}
+
+static void ws_deliver(struct ws_server *s, struct ws_conn *c, const char *buf, size_t len)
+{
     if (!c->ws || c->closing)
         return;
     struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)buf, len };
@@ -491,8 +618,12 @@ static void ws_sink_send(void *ctx, void *conn, const char *buf, size_t len)
 /* The tracker moved this connection's identity to a newer one. */
 static void ws_sink_close(void *ctx, void *conn, uint16_t code)
 {
-    (void)ctx;
+    struct ws_server *s = ctx;
     struct ws_conn *c = conn;
+    if (!pthread_equal(pthread_self(), s->owner)) {
+        ws_mail_post(s, c, code, NULL, 0);
+        return;
+    }
     c->peer = REGISTRY_NIL;
     ws_conn_close(c, code, "identity attached elsewhere");
 }
@@ -682,7 +813,7 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
         http_reader_init(c->http);
         c->over_limit = s->nconns >= (unsigned)s->cfg->max_connections;
         if (c->over_limit)
-            tracker_count_limit(s->tracker, STATS_L_CONNECTIONS);
+            ws_count_limit(s, STATS_L_CONNECTIONS);
         c->exempt = (uint8_t)config_cidrs_has(&s->cfg->rate_exempt, &c->addr);
         c->via_proxy = (uint8_t)config_cidrs_has(&s->cfg->trusted_proxies, &c->addr);
         int ip_over = 0;
@@ -703,7 +834,7 @@ static void ws_on_accept(struct ev_loop *loop, ev_io *w, int revents)
         s->nconns++;
         if (ip_over) {
             /* Over the per-IP cap: 503 and close, whatever the request. */
-            tracker_count_limit(s->tracker, STATS_L_CONNECTIONS_PER_IP);
+            ws_count_limit(s, STATS_L_CONNECTIONS_PER_IP);
             ws_http_error(c, 503, "too many connections from this address", "Retry-After: 1\r\n", 0);
             ws_conn_set_timer(c, WS_HEAD_TIMEOUT, 0.);
             ws_conn_update(c);
@@ -727,7 +858,7 @@ struct ws_server *ws_new(struct ev_loop *loop, const struct config *cfg, struct 
     unsigned port = cfg->ws_port ? (unsigned)cfg->ws_port : udp_port;
     struct addr bound;
     int family;
-    int fd = net_bind(cfg->bind, (uint16_t)port, SOCK_STREAM, &bound, &family);
+    int fd = net_bind(cfg->bind, (uint16_t)port, SOCK_STREAM, 0, &bound, &family);
     if (fd < 0 || listen(fd, 1024) != 0) {
         snprintf(err, errcap, "tcp: cannot listen on %s port %u: %s", cfg->bind, port, strerror(errno));
         if (fd >= 0)
@@ -747,6 +878,11 @@ struct ws_server *ws_new(struct ev_loop *loop, const struct config *cfg, struct 
                        strlen(cfg->access_key), NULL, 0);
     crypto_generichash(s->metrics_hash, sizeof s->metrics_hash, (const unsigned char *)cfg->metrics_key,
                        strlen(cfg->metrics_key), NULL, 0);
+    s->owner = pthread_self();
+    pthread_mutex_init(&s->box_lock, NULL);
+    ev_async_init(&s->wake, ws_on_wake);
+    s->wake.data = s;
+    ev_async_start(loop, &s->wake);
     tracker_set_ws_sink(t, ws_sink_send, ws_sink_close, s);
     ev_io_init(&s->accept_io, ws_on_accept, fd, EV_READ);
     s->accept_io.data = s;
@@ -764,8 +900,12 @@ void ws_free(struct ws_server *s)
         ws_conn_destroy(s->conns);
     ev_io_stop(s->loop, &s->accept_io);
     ev_timer_stop(s->loop, &s->accept_pause);
+    ev_async_stop(s->loop, &s->wake);
     close(s->fd);
     connlimit_free(s->per_ip);
+    pthread_mutex_destroy(&s->box_lock);
+    free(s->box);
+    free(s->drain);
     free(s);
 }
 

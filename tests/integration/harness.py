@@ -64,7 +64,7 @@ SILENCE = 0.3          # how long "no reply" is awaited
 import wsclient  # noqa: E402  (the TCP/WebSocket client; its default timeout scales too)
 wsclient.DEFAULT_TIMEOUT = REPLY_TIMEOUT * TIME_SCALE
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
                      "ERROR SUMMARY: [1-9]", "definitely lost: [1-9]")
 LISTEN_RE = re.compile(r"listening on udp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
 TCP_LISTEN_RE = re.compile(r"listening on udp \S+ and tcp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)")
