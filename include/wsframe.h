@@ -22,6 +22,7 @@ struct wsframe_scan {
     uint8_t hlen;          /* header bytes collected */
     uint64_t skip;         /* payload bytes of the current frame still to pass */
     uint64_t msg_len;      /* running total of the current data message */
+    uint8_t in_msg;        /* a data message's final frame is still to come */
     size_t stop;           /* after a nonzero return: bytes of buf before the header cb refused */
 };
 
@@ -30,6 +31,11 @@ typedef int (*wsframe_header_cb)(const struct wsframe_info *f, void *user);
 
 /* Zeroes s for a new connection. */
 void wsframe_init(struct wsframe_scan *s);
+
+/* 1 when the bytes fed so far end exactly between two messages (no header
+ * or payload half-read, no fragmented message open): a frame parser fed the
+ * same bytes holds no state worth keeping. */
+int wsframe_at_boundary(const struct wsframe_scan *s);
 
 /* Feeds buf[0..len) (the stream's next bytes); calls cb for each header
  * completed in it. Returns 0, or the first nonzero value cb returned (the

@@ -96,6 +96,7 @@ struct ws_server {
 };
 
 static void ws_conn_update(struct ws_conn *c);
+static void ws_ctx_ensure(struct ws_conn *c);
 
 /* ---- connection lifetime ---- */
 
@@ -181,7 +182,8 @@ static void ws_conn_set_timer(struct ws_conn *c, double after, double repeat)
 /* Queues a close frame; the WebSocket side ends at once. */
 static void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
 {
-    if (c->ws && !c->closing) {
+    if (c->state == WS_OPEN && !c->closing) {
+        ws_ctx_ensure(c);
         c->closing = 1;
         /* wslay sends control frames before queued messages: hand replies
          * already queued to the kernel first, so they are not lost. */
@@ -502,17 +504,40 @@ static const struct wslay_event_callbacks ws_callbacks = {
     .on_msg_recv_callback = ws_msg_cb,
 };
 
+/* Debian's wslay keeps about 9 KiB per context (its input and output
+ * buffers). An idle WebSocket needs none of it: the context is freed whenever
+ * the connection is between messages with nothing left to send, and made
+ * again when bytes arrive or a message is queued. What a context remembers
+ * between messages (close state, a half-sent frame, a fragmented message) is
+ * exactly what the release conditions rule out. */
+static void ws_ctx_ensure(struct ws_conn *c)
+{
+    if (c->ws)
+        return;
+    if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c) != 0) {
+        log_error("out of memory (wslay context)");
+        abort();
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)c->srv->cfg->ws_max_message);
+}
+
+static void ws_ctx_release_if_idle(struct ws_conn *c)
+{
+    if (!c->ws || c->state != WS_OPEN || c->closing || c->verdict || c->in || c->out_len ||
+        !wsframe_at_boundary(&c->scan) || wslay_event_want_write(c->ws) ||
+        !wslay_event_want_read(c->ws))
+        return;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+}
+
 static int ws_upgrade(struct ws_conn *c)
 {
     struct ws_server *s = c->srv;
     char resp[256];
     size_t n = http_upgrade_response(resp, sizeof resp, c->http->head.key);
     ws_out_append(c, resp, n);
-    if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c) != 0) {
-        c->close_after_out = 1;
-        return 0;
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)s->cfg->ws_max_message);
+    ws_ctx_ensure(c);
     wsframe_init(&c->scan);
     c->state = WS_OPEN;
     s->nws++;
@@ -597,8 +622,9 @@ static void ws_sink_send(void *ctx, void *conn, const char *buf, size_t len)
 
 static void ws_deliver(struct ws_server *s, struct ws_conn *c, const char *buf, size_t len)
 {
-    if (!c->ws || c->closing)
+    if (c->state != WS_OPEN || c->closing)
         return;
+    ws_ctx_ensure(c);
     struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)buf, len };
     if (wslay_event_queue_msg(c->ws, &m) != 0) {
         ws_conn_close(c, 1011, "cannot queue message");
@@ -661,7 +687,7 @@ static void ws_conn_update(struct ws_conn *c)
         ws_conn_destroy(c);
         return;
     }
-    if (c->state == WS_OPEN && rc == 0) {
+    if (c->state == WS_OPEN && rc == 0 && c->ws) {
         if (wslay_event_send(c->ws) != 0) {
             ws_conn_destroy(c);
             return;
@@ -671,11 +697,12 @@ static void ws_conn_update(struct ws_conn *c)
             return;
         }
     }
-    int want_write = rc == 1 || (c->state == WS_OPEN && wslay_event_want_write(c->ws));
+    int want_write = rc == 1 || (c->state == WS_OPEN && c->ws && wslay_event_want_write(c->ws));
     if (want_write)
         ev_io_start(loop, &c->wio);
     else
         ev_io_stop(loop, &c->wio);
+    ws_ctx_release_if_idle(c);
 }
 
 /* A trusted proxy may open with a PROXY v1 line naming the client. Returns
@@ -745,6 +772,7 @@ static void ws_on_read(struct ev_loop *loop, ev_io *w, int revents)
         ws_conn_update(c);
         return;
     }
+    ws_ctx_ensure(c);
     if (wslay_event_recv(c->ws) != 0) {
         ws_conn_destroy(c);
         return;
@@ -773,6 +801,7 @@ static void ws_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         ws_conn_close(c, 1001, "no pong");
     } else {
         struct wslay_event_msg m = { WSLAY_PING, (const uint8_t *)"", 0 };
+        ws_ctx_ensure(c);
         wslay_event_queue_msg(c->ws, &m);
     }
     ws_conn_update(c);

@@ -40,8 +40,14 @@ static void wsframe_parse(struct wsframe_scan *s, struct wsframe_info *f)
         /* Saturate: a hostile 2^63-byte declaration must not wrap the sum. */
         uint64_t prev = f->opcode == 0x0 ? s->msg_len : 0;
         s->msg_len = prev + len < prev ? UINT64_MAX : prev + len;
+        s->in_msg = !f->fin;
     }
     f->msg_len = s->msg_len;
+}
+
+int wsframe_at_boundary(const struct wsframe_scan *s)
+{
+    return s->hlen == 0 && s->skip == 0 && !s->in_msg;
 }
 
 int wsframe_scan(struct wsframe_scan *s, const uint8_t *buf, size_t len, wsframe_header_cb cb,

@@ -54,6 +54,25 @@ class FramesTest(PunchdTestCase):
         self.assertEqual(c.recv_json(), {"action": "alived"})
         self.assertEqual(c.pongs, [b"mid-0", b"mid-1"])
 
+    def test_fragmented_message_across_quiet_moments(self):
+        # Between messages an idle connection gives its frame parser back
+        # (about 9 KiB); inside a fragmented message it must not. The pong
+        # proves the server has read and handled everything sent before it.
+        c = self.ws()
+        c.request_json({"action": "announce"})
+        for _ in range(3):
+            c.send_frame(OP_TEXT, b'{"action":', fin=False)
+            c.ping(b"mid")
+            f = c.recv_frame()
+            self.assertEqual((f.opcode, f.payload), (OP_PONG, b"mid"), f)
+            c.send_frame(OP_CONT, b'"alive"}', fin=True)
+            self.assertEqual(c.recv_json(), {"action": "alived"})
+            # And a whole message after a quiet moment.
+            c.ping(b"idle")
+            f = c.recv_frame()
+            self.assertEqual((f.opcode, f.payload), (OP_PONG, b"idle"), f)
+            self.assertEqual(c.request_json({"action": "alive"}), {"action": "alived"})
+
     def test_ping_pong(self):
         c = self.ws()
         for payload in (b"", b"x", bytes(range(125)), "h\u00e9".encode()):

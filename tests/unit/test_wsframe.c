@@ -116,12 +116,38 @@ static void test_huge_lengths_saturate(void **state)
     assert_true(s.f[1].msg_len == UINT64_MAX);
 }
 
+/* The boundary is only between whole messages: never inside a header, a
+ * payload, or a fragmented message (even across a ping in its middle). */
+static void test_boundary_only_between_messages(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    size_t done[2], n = 0;                    /* where a whole message ends */
+    n += frame(buf + n, 0x01, 5, 5);          /* text, not fin */
+    n += frame(buf + n, 0x89, 3, 3);          /* ping inside the message */
+    n += frame(buf + n, 0x80, 300, 300);      /* continuation, fin: message done */
+    done[0] = n;
+    n += frame(buf + n, 0x81, 0, 0);          /* an empty text message */
+    done[1] = n;
+    struct wsframe_scan sc;
+    struct seen s = { .n = 0 };
+    wsframe_init(&sc);
+    assert_true(wsframe_at_boundary(&sc));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(wsframe_scan(&sc, buf + i, 1, record, &s), 0);
+        int want = i + 1 == done[0] || i + 1 == done[1];
+        if (wsframe_at_boundary(&sc) != want)
+            fail_msg("after byte %zu: boundary %d, want %d", i + 1, !want, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_headers_across_any_split),
         cmocka_unit_test(test_refusal_reports_bytes_before_the_header),
         cmocka_unit_test(test_huge_lengths_saturate),
+        cmocka_unit_test(test_boundary_only_between_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
