@@ -21,10 +21,41 @@ int ids_key_from_hex(struct ids_key *key, const char *hex)
     return 0;
 }
 
+#define IDS_POOL 512
+
+static _Thread_local unsigned char ids_pool[IDS_POOL];
+static _Thread_local size_t ids_pool_used = IDS_POOL; /* all used: refill first */
+
+void ids_random_bytes(void *out, size_t n)
+{
+    unsigned char *o = out;
+    while (n > 0) {
+        if (ids_pool_used == IDS_POOL) {
+            randombytes_buf(ids_pool, IDS_POOL);
+            ids_pool_used = 0;
+        }
+        size_t k = IDS_POOL - ids_pool_used < n ? IDS_POOL - ids_pool_used : n;
+        memcpy(o, ids_pool + ids_pool_used, k);
+        /* Handed out once only: wipe what was taken. */
+        sodium_memzero(ids_pool + ids_pool_used, k);
+        ids_pool_used += k;
+        o += k;
+        n -= k;
+    }
+}
+
 void ids_random(char out[IDS_LEN])
 {
-    for (int i = 0; i < IDS_LEN; i++)
-        out[i] = ids_alphabet[randombytes_uniform(sizeof ids_alphabet - 1)];
+    /* Uniform over the 62 characters: bytes >= 248 (= 4 x 62) are redrawn. */
+    enum { ALPHA = sizeof ids_alphabet - 1, LIMIT = 256 / ALPHA * ALPHA };
+    int i = 0;
+    while (i < IDS_LEN) {
+        unsigned char b[IDS_LEN];
+        ids_random_bytes(b, sizeof b);
+        for (size_t j = 0; j < sizeof b && i < IDS_LEN; j++)
+            if (b[j] < LIMIT)
+                out[i++] = ids_alphabet[b[j] % ALPHA];
+    }
 }
 
 int ids_valid(const char *s, size_t len)

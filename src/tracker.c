@@ -916,7 +916,7 @@ static void tracker_push(struct tracker *t, const struct tracker_src *src, uint6
     /* One fresh nonce per pairing, told to both: knocks without it are ignored. */
     unsigned char nonce_bin[TRACKER_NONCE_BYTES];
     char nonce[2 * TRACKER_NONCE_BYTES + 1];
-    randombytes_buf(nonce_bin, sizeof nonce_bin);
+    ids_random_bytes(nonce_bin, sizeof nonce_bin);
     sodium_bin2hex(nonce, sizeof nonce, nonce_bin, sizeof nonce_bin);
     proto_reply_init(&income, "income", 1);
     tracker_peer_fields(&income, registry_peer(t->reg, ai), &as, 1);
