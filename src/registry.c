@@ -125,6 +125,29 @@ uint32_t registry_find_addr(const struct registry *r, const struct addr *a)
     return REGISTRY_NIL;
 }
 
+void registry_prefetch_addr(const struct registry *r, const struct addr *a, int stage)
+{
+    if (a->family == 0)
+        return;
+    const uint32_t *b = &r->addr_buckets[registry_addr_bucket(r, a)];
+    if (stage == 0) {
+        __builtin_prefetch(b);
+        return;
+    }
+    if (*b == 0)
+        return;
+    const struct peer *p = registry_peer(r, *b - 1);
+    if (stage == 1) {
+        __builtin_prefetch(p);
+        return;
+    }
+    /* A touch moves the peer to the tail: it writes both neighbours. */
+    if (p->lru_prev != REGISTRY_NIL)
+        __builtin_prefetch(registry_peer(r, p->lru_prev), 1);
+    if (p->lru_next != REGISTRY_NIL)
+        __builtin_prefetch(registry_peer(r, p->lru_next), 1);
+}
+
 /* Unlinks i from the chain whose head (index + 1) is *head, following the
  * links at offset link_off inside struct peer. */
 static void registry_chain_unlink(struct registry *r, uint32_t *head, uint32_t i, size_t link_off)

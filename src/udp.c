@@ -51,6 +51,7 @@ struct udp {
     struct mmsghdr rmsg[UDP_BATCH];
     struct iovec riov[UDP_BATCH];
     struct sockaddr_storage rfrom[UDP_BATCH];
+    struct addr raddr[UDP_BATCH];        /* rfrom as addresses (family 0: unusable) */
     union {
         char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
         struct cmsghdr align;
@@ -192,8 +193,8 @@ static void udp_handle(struct udp *u, unsigned k, uint64_t now)
     size_t n = u->rmsg[k].msg_len;
     const char *buf = u->rbuf + (size_t)k * (u->max_datagram + 1);
     u->st.received++;
-    struct tracker_src src = { .transport = TRACKER_UDP };
-    if (addr_from_sockaddr(&src.addr, (struct sockaddr *)&u->rfrom[k], msg->msg_namelen) != 0)
+    struct tracker_src src = { .transport = TRACKER_UDP, .addr = u->raddr[k] };
+    if (src.addr.family == 0)
         return;
     if (n > u->max_datagram || (msg->msg_flags & MSG_TRUNC)) {
         tracker_count_drop(u->tracker, PROTO_DROP_TOO_LARGE);
@@ -251,12 +252,22 @@ static void udp_on_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         uint64_t now = clock_mono_ms();
+        for (int k = 0; k < n; k++)
+            if (addr_from_sockaddr(&u->raddr[k], (struct sockaddr *)&u->rfrom[k],
+                                   u->rmsg[k].msg_hdr.msg_namelen) != 0)
+                u->raddr[k].family = 0;
         /* One lock per batch; the replies leave after it is released. */
         if (u->probe) {
             tracker_lock(u->tracker);
         } else {
             tracker_lock_with(u->tracker, udp_send, u);
             tracker_count_worker(u->tracker, u->worker, (uint64_t)n);
+            /* Most requests look their sender up: start those memory loads
+             * for the whole batch at once (bench/tracker_micro.c: -16%). */
+            const struct registry *reg = tracker_registry(u->tracker);
+            for (int stage = 0; stage < 3; stage++)
+                for (int k = 0; k < n; k++)
+                    registry_prefetch_addr(reg, &u->raddr[k], stage);
         }
         u->batching = 1;
         for (int k = 0; k < n; k++)
