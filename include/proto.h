@@ -3,7 +3,8 @@
  * dropping optional fields in a fixed order.
  *
  * No I/O and no state: proto_decode() copies what it needs out of cJSON's tree
- * and frees it before returning, so a request never outlives its datagram. */
+ * and frees it before returning, so a request never outlives its datagram
+ * (the common shapes skip cJSON altogether: proto_fast.h). */
 #ifndef PUNCHD_PROTO_H
 #define PUNCHD_PROTO_H
 
@@ -81,17 +82,26 @@ struct proto_req {
     size_t data_len;           /* bytes in the payload buffer */
 };
 
-/* Decodes buf[0..len) into req. scratch (capacity scratch_cap >= len + 1) is
+/* Decodes buf[0..len) into req. The common flat shapes are decoded by
+ * proto_fast_decode() without cJSON; everything else by cJSON, with the
+ * same result either way. scratch (capacity scratch_cap >= len + 1) may be
  * overwritten. A JSON "\u0000" escape inside a string becomes U+FFFD, so a
  * string never silently ends early. Returns 0 (req filled; req->action may be
  * PROTO_ACT_NONE), or -1 - enum proto_drop when the datagram must be dropped. */
 int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                  struct proto_req *req);
 
+/* proto_decode() without the fast path (proto_fast.h): always the cJSON
+ * tree. Same contract and results; for tests, the differential fuzzer and
+ * benchmarks, which compare the two paths. */
+int proto_decode_cjson(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                       struct proto_req *req);
+
 /* As proto_decode(), and for a relay request also serialises its "data"
  * value into payload (capacity payload_cap; NUL-terminated on success),
  * setting req->has_data, req->data_len and req->data_too_large (when it
- * would take more than payload_max bytes). */
+ * would take more than payload_max bytes). Requests other than relay take
+ * proto_decode()'s fast path here too; relay ones always go through cJSON. */
 int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                        struct proto_req *req, char *payload, size_t payload_cap, size_t payload_max);
 

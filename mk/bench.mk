@@ -44,3 +44,15 @@ bench-report:
 	    $$SUDO apt-get update -qq && \
 	    $$SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 gnuplot-nox; }
 	python3 bench/bench.py --report --out $(BENCH_OUT)
+
+# `make bench-proto`: ns per request decode, cJSON path vs fast path
+# (bench/proto_micro.c; PROTO_MICRO_MS per measurement). Not part of `make test`.
+PROTO_MICRO_MS ?= 100
+
+.PHONY: bench-proto
+
+$(BENCH_BIN)/proto_micro: bench/proto_micro.c $(BUILD)/libpunchd.a $(wildcard include/*.h) | $(BENCH_BIN)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpunchd.a $(LDFLAGS) $(LIBS)
+
+bench-proto: $(BENCH_BIN)/proto_micro
+	$(BENCH_BIN)/proto_micro $(PROTO_MICRO_MS)

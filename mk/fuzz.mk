@@ -1,6 +1,6 @@
 # fuzz.mk: libFuzzer harnesses (tests/fuzz/) and their replay in `make test`.
 #
-#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit connlimit client"]
+#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="proto http ws config tracker ratelimit connlimit client protofast"]
 #        builds the clang tree $(BUILD)/fuzz/ and runs each target for
 #        FUZZ_TIME seconds, starting from tests/fuzz/corpus/<t>/ and
 #        tests/fuzz/regress/<t>/; new inputs go to $(BUILD)/fuzz/corpus/<t>/.
@@ -19,7 +19,7 @@
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 300
 FUZZ_SMOKE_TIME ?= 60
-FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit client
+FUZZ_TARGETS ?= proto http ws config tracker ratelimit connlimit client protofast
 # Extra libFuzzer flags, e.g. FUZZ_FLAGS=-jobs=2 or -only_ascii=1.
 FUZZ_FLAGS ?=
 # The smoke run (CI) uses a fixed seed: a red CI must be reproducible with
@@ -54,6 +54,7 @@ FUZZ_MAXLEN_tracker := 8192
 FUZZ_MAXLEN_ratelimit := 4096
 FUZZ_MAXLEN_connlimit := 4096
 FUZZ_MAXLEN_client := 8192
+FUZZ_MAXLEN_protofast := 4096
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-merge
 # Keep the harness objects between builds (make would delete them as intermediates).
@@ -143,7 +144,7 @@ fuzz-merge: $(FUZZ_BINS)
 
 FUZZ_REPLAY := $(BUILD)/tests/fuzz_replay
 FUZZ_REPLAY_SRCS := tests/fuzz/replay.c tests/fuzz/fuzz_common.c \
-                    $(foreach t,proto http ws config tracker ratelimit connlimit client,tests/fuzz/fuzz_$(t).c)
+                    $(foreach t,proto http ws config tracker ratelimit connlimit client protofast,tests/fuzz/fuzz_$(t).c)
 
 $(FUZZ_REPLAY): $(FUZZ_REPLAY_SRCS) tests/fuzz/fuzz.h $(BUILD)/libpunchd.a $(BUILD)/libpunch.a \
                 $(wildcard include/*.h) $(wildcard src/client/*.h) | $(BUILD)/tests

@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "proto_fast.h"
+
 static const char *const proto_action_names[PROTO_ACT_COUNT] = {
     [PROTO_ACT_NONE] = "none",   [PROTO_ACT_ANNOUNCE] = "announce", [PROTO_ACT_PULSE] = "pulse",
     [PROTO_ACT_ALIVE] = "alive", [PROTO_ACT_PUSH] = "push",         [PROTO_ACT_RELAY] = "relay",
@@ -223,6 +225,16 @@ int proto_decode(const char *buf, size_t len, char *scratch, size_t scratch_cap,
     return proto_decode_relay(buf, len, scratch, scratch_cap, req, NULL, 0, 0);
 }
 
+static int proto_decode_tree(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                             struct proto_req *req, char *payload, size_t payload_cap,
+                             size_t payload_max);
+
+int proto_decode_cjson(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                       struct proto_req *req)
+{
+    return proto_decode_tree(buf, len, scratch, scratch_cap, req, NULL, 0, 0);
+}
+
 /* Serialises a relay's "data" into payload, or flags it too large. */
 static void proto_payload(struct proto_req *req, const cJSON *data, char *payload, size_t cap,
                           size_t max)
@@ -242,6 +254,20 @@ static void proto_payload(struct proto_req *req, const cJSON *data, char *payloa
 
 int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                        struct proto_req *req, char *payload, size_t payload_cap, size_t payload_max)
+{
+    /* The fast path first (tracker.c decodes every request here). It never
+     * takes a relay request (its "data" needs the tree), so payload is
+     * never needed; and it only runs where the cJSON path would not refuse
+     * the scratch buffer, so every drop reason stays the cJSON path's. */
+    if (len > 0 && len < scratch_cap && proto_fast_decode(buf, len, req) == 0)
+        return 0;
+    return proto_decode_tree(buf, len, scratch, scratch_cap, req, payload, payload_cap, payload_max);
+}
+
+/* The cJSON path: UTF-8 check, lexical pre-pass, cJSON, copy, free. */
+static int proto_decode_tree(const char *buf, size_t len, char *scratch, size_t scratch_cap,
+                             struct proto_req *req, char *payload, size_t payload_cap,
+                             size_t payload_max)
 {
     req->has_data = 0;
     req->data_too_large = 0;
@@ -376,16 +402,49 @@ static size_t proto_encode_with(const struct proto_reply *r, char *out, size_t c
     return w.len;
 }
 
+/* Bytes s[0..n) take as a JSON string, quotes included (as proto_w_str writes it). */
+static size_t proto_str_len(const char *s, size_t n)
+{
+    size_t len = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20)
+            len += 5;
+        else if (c == '"' || c == '\\')
+            len += 1;
+    }
+    return len;
+}
+
 ssize_t proto_encode(const struct proto_reply *r, char *out, size_t cap, size_t budget)
 {
     if (budget > cap)
         budget = cap;
-    /* max_prio = highest priority still included; lower it one step per try. */
-    for (int max_prio = PROTO_PRIO_COUNT - 1; max_prio >= 0; max_prio--) {
-        int overflow;
-        size_t n = proto_encode_with(r, out, budget, max_prio, &overflow);
-        if (!overflow)
-            return (ssize_t)n;
+    /* Sizes first: which fields fit is decided before writing, so a reply is
+     * written once (encoding it once per priority level cost a third of a
+     * pulse's CPU). {"action":A} or {"action":A,"data":{F,F}} */
+    size_t sum = 10 + proto_str_len(r->action, strlen(r->action)) + 1 + (r->has_data ? 10 : 0);
+    size_t by_prio[PROTO_PRIO_COUNT] = { 0 };
+    unsigned count[PROTO_PRIO_COUNT] = { 0 };
+    for (int i = 0; r->has_data && i < r->n; i++) { /* without data, no field is written */
+        const struct proto_out_field *f = &r->f[i];
+        size_t v = f->kind == PROTO_RAW ? f->len : proto_str_len(f->val, f->len);
+        by_prio[f->prio] += proto_str_len(f->key, strlen(f->key)) + 1 + v; /* "key":value */
+        count[f->prio]++;
     }
-    return -1;
+    /* max_prio = highest priority still included (PROTO_KEEP = 0 always). */
+    int max_prio = -1;
+    unsigned fields = 0;
+    for (int p = 0; p < PROTO_PRIO_COUNT; p++) {
+        sum += by_prio[p];
+        fields += count[p];
+        if (sum + (fields ? fields - 1 : 0) > budget) /* commas between fields */
+            break;
+        max_prio = p;
+    }
+    if (max_prio < 0)
+        return -1;
+    int overflow;
+    size_t n = proto_encode_with(r, out, budget, max_prio, &overflow);
+    return overflow ? -1 : (ssize_t)n;
 }

@@ -24,6 +24,7 @@ int fuzz_tracker_one(const uint8_t *data, size_t size);
 int fuzz_ratelimit_one(const uint8_t *data, size_t size);
 int fuzz_connlimit_one(const uint8_t *data, size_t size);
 int fuzz_client_one(const uint8_t *data, size_t size);
+int fuzz_protofast_one(const uint8_t *data, size_t size);
 
 /* Once per process, before any libsodium use: installs a deterministic
  * randombytes implementation (so shareIds, tokens and hash keys, hence every

@@ -332,3 +332,74 @@ put("client", "stream-lossy", bytes([1]) + b"".join(
 put("client", "stream-full", bytes([1]) + b"".join(
     [op(FULL, 1)] + [op(Q, 0), op(SEND, 0), op(RECV, 1)] * 6 + [op(FULL, 1), op(BAD, 1, 5, 3, 0, 0, 0, 1)]))
 put("client", "stream-window", bytes([1]) + b"".join([op(Q, 0)] * 70 + [op(SEND, 0)] * 40 + [op(DROP, 1)] * 3 + [op(RECV, 1)] * 40))
+
+
+# ---- protofast: a datagram; starting with 0xfe, also a request recipe ----
+# The fast path's shapes with whitespace, and the unusual inputs it must
+# leave to cJSON (escapes, nesting, duplicates, big or odd numbers).
+TOKEN = "a44462b8fa5528e61f85914996694570"
+PF = {
+    "announce": '{"action":"announce"}',
+    "announce-ws": ' \t\r\n{ "action" : "announce" }\r\n ',
+    "announce-padded": j({"action": "announce", "pad": PAD}),
+    "announce-reclaim": j({"action": "announce", "shareId": "A6iD7k3n", "token": TOKEN}),
+    "announce-override": j({"action": "announce", "shareId": "A6iD7k3n", "token": TOKEN,
+                            "ip": "1.2.3.4", "port": 5000, "override": True}),
+    "announce-override-ws": '{\n  "action": "announce",\n  "shareId": "A6iD7k3n",\n  "token": "' + TOKEN
+                            + '",\n  "ip": "1.2.3.4",\n  "port": 5000,\n  "override": true\n}\n',
+    "announce-multiaddr": j({"action": "announce", "multiaddr": "/ip4/203.0.113.7/udp/60995/quic",
+                             "pubkey": "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=", "cookie": "c00k1e",
+                             "key": "k3y"}),
+    "pulse": '{"action":"pulse"}',
+    "pulse-token": j({"action": "pulse", "shareId": "abc", "token": TOKEN}),
+    "pulse-override-portstr": j({"action": "pulse", "override": True, "ip": "2001:db8::4", "port": "40000",
+                                 "token": TOKEN}),
+    "pulse-newid": j({"action": "pulse", "shareId": True, "token": TOKEN}),
+    "pulse-nulls": '{"action":"pulse","override":null,"ip":null,"port":-0,"candidates":null}',
+    "push": '{"action":"push","shareId":"x"}',
+    "push-first": '{"shareId":"6YLD6sV6","action":"push"}',
+    "alive": '{"action":"alive"}',
+    "probe": j({"action": "probe", "shareId": "A6iD7k3n", "token": TOKEN}),
+    "empty": "{}",
+    "empty-ws": " { } ",
+    "noaction": '{"shareId":"A6iD7k3n"}',
+    "action-number": '{"action":1}',
+    "unknown": '{"action":"teleport","zzz":"q"}',
+    "long-id": '{"action":"push","shareId":"' + "Z" * 300 + '"}',
+    "exact-256": '{"action":"push","multiaddr":"' + "m" * 256 + '"}',
+    "port-max15": '{"action":"pulse","port":999999999999999,"ip":"1.2.3.4"}',
+    "port-16digits": '{"action":"pulse","port":1000000000000000}',
+    "port-2pow53p1": '{"action":"pulse","port":9007199254740993}',
+    "port-float": '{"action":"pulse","port":5000.0}',
+    "port-exp": '{"action":"pulse","port":5e3}',
+    "port-leadzero": '{"action":"pulse","port":05000}',
+    "port-neg": '{"action":"pulse","port":-5000}',
+    "dup-action": '{"action":"announce","action":"push"}',
+    "dup-shareid": '{"action":"push","shareId":"a","shareId":"b"}',
+    "dup-pad": '{"action":"push","pad":"a","pad":"b"}',
+    "escape-value": '{"action":"push","shareId":"a\\"b"}',
+    "escape-key": '{"act\\u0069on":"alive"}',
+    "escape-nul": '{"action":"announce","multiaddr":"a\\u0000b"}',
+    "nonascii": '{"action":"announce","multiaddr":"caf\u00e9"}',
+    "bom": '\ufeff{"action":"alive"}',
+    "nested-pad": '{"action":"alive","pad":{"a":[1,2]}}',
+    "candidates": j({"action": "announce", "candidates": ["192.168.1.20:60995"]}),
+    "candidates-empty": '{"action":"announce","candidates":[]}',
+    "candidates-str": '{"action":"announce","candidates":"192.168.1.20:60995"}',
+    "relay": j({"action": "relay", "shareId": "6YLD6sV6", "data": "hi"}),
+    "trailing-comma": '{"action":"alive",}',
+    "trailing-bytes": '{"action":"alive"}x',
+    "two-objects": '{"action":"alive"}{}',
+    "truncated": '{"action":"alive"',
+    "bare-word": '{"action":alive}',
+    "vtab": '{"action":"alive"}\x0b',
+    "array": '[{"action":"announce"}]',
+}
+for name, raw in PF.items():
+    put("protofast", name, raw)
+# Recipes (see fuzz_pf_generate): head (0x80: one unusual feature, chosen by
+# the next byte), member count, feature position, then per member bytes.
+put("protofast", "gen-plain", bytes([0xfe, 0x00, 6, 0]) + bytes(range(1, 120)))
+put("protofast", "gen-long", bytes([0xfe, 0x00, 13, 0]) + bytes([4, 5, 4, 250] * 60))
+for x in range(1, 15):
+    put("protofast", "gen-feature-%02d" % x, bytes([0xfe, 0x80, x - 1, 4, 2]) + bytes(range(7, 90)))

@@ -39,6 +39,7 @@ static const struct replay_target replay_targets[] = {
     { "proto", fuzz_proto_one },   { "http", fuzz_http_one },       { "ws", fuzz_ws_one },
     { "config", fuzz_config_one }, { "tracker", fuzz_tracker_one }, { "ratelimit", fuzz_ratelimit_one },
     { "connlimit", fuzz_connlimit_one }, { "client", fuzz_client_one },
+    { "protofast", fuzz_protofast_one },
 };
 
 /* Shared with the children: the input being run when one dies. */
