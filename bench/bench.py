@@ -53,6 +53,9 @@ WS_MIX = "10,90"          # announce, pulse over WebSocket
 UDP_SOCKETS = 16
 UDP_WINDOW = 128          # closed loop: requests in flight at once (all peers together)
 RATE_WINDOW = 8192        # open loop: in-flight bound (only reached if the server stalls)
+LOAD = 0.8                # open loop: offered rate as a share of the closed-loop maximum
+TICK_US = 50              # open loop: the generator acts (sends what is due, reads) every 50 us
+BURST = 8                 # open loop: at most 8 requests per sendmmsg (each batch stamped as it leaves)
 LISTEN_RE = re.compile(r"listening on udp (?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)"
                        r"(?: and tcp (?:\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d+))?")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
@@ -77,15 +80,21 @@ def _die_with_parent():
 
 
 NICE = 0  # --nice: scheduling priority of every child (negative needs root)
+RT = 0    # --rt: SCHED_FIFO priority of every child (needs root); 0 = normal scheduling
 
 
 def pin(pid, cpu):
-    """Pins pid to cpu (None: leave it) and applies --nice; best effort."""
+    """Pins pid to cpu (None: leave it) and applies --nice / --rt; best effort."""
     if NICE:
         try:
             os.setpriority(os.PRIO_PROCESS, pid, NICE)
         except OSError as e:
             log(f"warning: cannot set nice {NICE} on {pid}: {e}")
+    if RT:
+        try:
+            os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(RT))
+        except OSError as e:
+            log(f"warning: cannot set SCHED_FIFO {RT} on {pid}: {e}")
     if cpu is None:
         return
     try:
@@ -291,19 +300,54 @@ def hist_quantile(hist, q):
     return float(hist[-1][0])
 
 
+def _share(runs, key, secs):
+    """Sum of a per-run seconds figure over the measured time; None if any run lacks it."""
+    vals = [r.get(key) for r in runs]
+    if secs <= 0 or any(v is None or v < 0 for v in vals):
+        return None
+    return round(sum(vals) / secs, 3)
+
+
+def _others(runs, cpu, secs):
+    """Share of the machine's CPU time (all CPUs) used by anything but the server and
+    the generator during the measured windows; None if not known."""
+    busy = [r.get("machine_busy_s") for r in runs]
+    if cpu is None or secs <= 0 or any(b is None or b < 0 for b in busy):
+        return None
+    own = cpu + sum(r.get("lg_cpu_s", 0) for r in runs)
+    return round(max(0.0, sum(busy) - own) / (secs * (os.cpu_count() or 1)), 3)
+
+
 def combine(runs):
     """Aggregates several runs of one target: rates over the summed time."""
     secs = sum(r["secs"] for r in runs)
     replies = sum(r["replies"] for r in runs)
     cpu = sum(r["cpu_s"] for r in runs) if all(r["cpu_s"] >= 0 for r in runs) else None
     hist = merge_hists(r["hist"] for r in runs)
+    # read_hist: older load generators have none
+    read = merge_hists(r.get("read_hist", r["hist"]) for r in runs)
     out = {
         "rps": round(replies / secs) if secs > 0 else 0,
         "replies": replies,
         "secs": round(secs, 3),
         "p50_us": hist_quantile(hist, 0.50) or 0.0,
+        "p90_us": hist_quantile(hist, 0.90) or 0.0,
         "p99_us": hist_quantile(hist, 0.99) or 0.0,
         "p999_us": hist_quantile(hist, 0.999) or 0.0,
+        "read_p50_us": hist_quantile(read, 0.50) or 0.0,
+        "read_p99_us": hist_quantile(read, 0.99) or 0.0,
+        "read_p999_us": hist_quantile(read, 0.999) or 0.0,
+        # quantiles of single runs do not merge: the worst run's
+        "read_delay_p99_us": max((r.get("read_delay_p99_us", 0) for r in runs), default=0),
+        "send_lag_p99_us": max((r.get("send_lag_p99_us", 0) for r in runs), default=0),
+        "lg_stall_max_us": max((r.get("lg_stall_max_us", 0) for r in runs), default=0),
+        "lg_stalls_1ms": sum(r.get("lg_stalls_1ms", 0) for r in runs),
+        "server_busy": round(cpu / secs, 3) if cpu is not None and secs > 0 else None,
+        "server_wait_share": _share(runs, "server_run_delay_s", secs),
+        "lg_wait_share": _share(runs, "lg_run_delay_s", secs),
+        "tx_batch_mean": round(sum(r.get("tx_batch_mean", 0) for r in runs) / len(runs), 2),
+        "others_share": _others(runs, cpu, secs),
+        "steal_share": _share(runs, "steal_s", secs * (os.cpu_count() or 1)),
         "cpu_s": round(cpu, 3) if cpu is not None else None,
         "cpu_s_per_m": round(cpu / (replies / 1e6), 3) if cpu and replies else None,
         "replies_per_cpu_s": round(replies / cpu) if cpu else None,
@@ -313,7 +357,7 @@ def combine(runs):
         "lost": sum(r.get("lost", 0) for r in runs),
         "hist": hist,
     }
-    for k in ("incomes", "skipped", "closed"):
+    for k in ("incomes", "skipped", "closed", "no_stamp"):
         if any(k in r for r in runs):
             out[k] = sum(r.get(k, 0) for r in runs)
     return out
@@ -326,10 +370,26 @@ def scenario_row(name, p, e, **extra):
         "echo_rps": e["rps"],
         "ratio": round(p["rps"] / e["rps"], 3) if e["rps"] else None,
         "p50_us": p["p50_us"],
+        "p90_us": p["p90_us"],
         "p99_us": p["p99_us"],
         "p999_us": p["p999_us"],
         "echo_p50_us": e["p50_us"],
+        "echo_p90_us": e["p90_us"],
         "echo_p99_us": e["p99_us"],
+        "echo_p999_us": e["p999_us"],
+        "read_p50_us": p["read_p50_us"],
+        "read_p99_us": p["read_p99_us"],
+        "echo_read_p50_us": e["read_p50_us"],
+        "echo_read_p99_us": e["read_p99_us"],
+        "read_delay_p99_us": p["read_delay_p99_us"],
+        "echo_read_delay_p99_us": e["read_delay_p99_us"],
+        "send_lag_p99_us": p["send_lag_p99_us"],
+        "echo_send_lag_p99_us": e["send_lag_p99_us"],
+        # the generator's own hiccups (longest, and how many over 1 ms)
+        "generator_stall_max_us": p["lg_stall_max_us"],
+        "echo_generator_stall_max_us": e["lg_stall_max_us"],
+        "generator_stalls_1ms": p["lg_stalls_1ms"],
+        "echo_generator_stalls_1ms": e["lg_stalls_1ms"],
         "cpu_s_per_m": p["cpu_s_per_m"],
         "echo_cpu_s_per_m": e["cpu_s_per_m"],
         "replies_per_cpu_s": p["replies_per_cpu_s"],
@@ -343,10 +403,22 @@ def scenario_row(name, p, e, **extra):
         # share of one CPU the generator used: near 1.0 it may have been the limit
         "generator_busy": p["lg_busy"],
         "echo_generator_busy": e["lg_busy"],
+        # share of the window the server ran, and (wait) was runnable but not running
+        "server_busy": p["server_busy"],
+        "echo_server_busy": e["server_busy"],
+        "server_wait_share": p["server_wait_share"],
+        "echo_server_wait_share": e["server_wait_share"],
+        "generator_wait_share": p["lg_wait_share"],
+        "echo_generator_wait_share": e["lg_wait_share"],
+        # what the rest of the machine took meanwhile (other processes; the hypervisor)
+        "others_share": p["others_share"],
+        "echo_others_share": e["others_share"],
+        "steal_share": p["steal_share"],
+        "echo_steal_share": e["steal_share"],
         "hist": p["hist"],
         "echo_hist": e["hist"],
     }
-    for k in ("incomes", "skipped", "closed"):
+    for k in ("incomes", "skipped", "closed", "no_stamp"):
         if k in p:
             row[k] = p[k]
         if k in e:
@@ -412,19 +484,73 @@ class Bench:
 
     # measurements
 
-    def udp_pair(self, lg, punchd, echo, label, mix, secs, rounds, rate=0.0, window=None):
-        """Runs punchd and the echo alternately, `rounds` times each; returns both combined."""
-        p_runs, e_runs = [], []
+    def udp_run(self, lg, srv, target, label, mix, secs, rate=0.0, window=None):
+        """One udp_run of the load generator; rate > 0: open loop, paced (see TICK_US)."""
         warm = self.prof["warmup"]
         window = window or self.args.window
+        paced = (f" tick_us={self.args.tick_us:g} burst={self.args.burst} wait={self.args.wait}"
+                 if rate > 0 else "")
+        r = lg.cmd(f"udp_run target={target} pid={srv.pid} mix={mix} secs={secs} "
+                   f"warmup={warm} window={window} rate={rate:.0f}{paced} label={label}",
+                   timeout=secs + warm + 60)
+        if not srv.alive():
+            raise BenchError(f"{srv.name} died during {label}:\n{srv.stderr()}")
+        return r
+
+    def udp_pair(self, lg, punchd, echo, label, mix, secs, rounds, rate=0.0, window=None, keep=None):
+        """Runs punchd and the echo alternately, `rounds` times each; returns both combined
+        (and appends the single runs to keep[0] and keep[1] when given)."""
+        p_runs, e_runs = [], []
         for r in range(rounds):
             for srv, runs, target in ((punchd, p_runs, punchd.udp), (echo, e_runs, echo.addr)):
-                runs.append(lg.cmd(f"udp_run target={target} pid={srv.pid} mix={mix} secs={secs} "
-                                   f"warmup={warm} window={window} rate={rate:.0f} "
-                                   f"label={label}-{srv.name}-{r}", timeout=secs + warm + 60))
-                if not srv.alive():
-                    raise BenchError(f"{srv.name} died during {label}:\n{srv.stderr()}")
+                runs.append(self.udp_run(lg, srv, target, f"{label}-{srv.name}-{r}", mix, secs,
+                                         rate=rate, window=window))
+        if keep is not None:
+            keep[0].extend(p_runs)
+            keep[1].extend(e_runs)
         return combine(p_runs), combine(e_runs)
+
+    def udp_load(self, lg, punchd, echo, N):
+        """Latency at LOAD (0.8) of the measured maximum, open loop, punchd and the echo.
+
+        The maximum of each server is its closed-loop rate on the same mix and
+        peers in this run: the udp_mix runs, plus as many measured again just
+        before (interleaved), all counted together (replies over time), since
+        one short run on a shared machine is a noisy denominator. Then, in
+        rounds: punchd at LOAD of its maximum, the echo at that same rate, the
+        echo at LOAD of its own."""
+        prof, load = self.prof, self.args.load
+        name = f"udp_mix_{round(load * 100)}pct"
+        max_runs = (list(self.mix_runs[0]), list(self.mix_runs[1]))
+        self.udp_pair(lg, punchd, echo, "udp_mix_max", MIX, prof["secs"], prof["rounds"], keep=max_runs)
+        pm, em = combine(max_runs[0]), combine(max_runs[1])
+        p_rate, e_rate = load * pm["rps"], load * em["rps"]
+        p_runs, e_same, e_own = [], [], []
+        for r in range(prof["rounds"]):
+            p_runs.append(self.udp_run(lg, punchd, punchd.udp, f"{name}-punchd-{r}", MIX,
+                                       prof["rate_secs"], rate=p_rate, window=RATE_WINDOW))
+            e_same.append(self.udp_run(lg, echo, echo.addr, f"{name}-echo-{r}", MIX,
+                                       prof["rate_secs"], rate=p_rate, window=RATE_WINDOW))
+            e_own.append(self.udp_run(lg, echo, echo.addr, f"{name}-echo-own-{r}", MIX,
+                                      prof["rate_secs"], rate=e_rate, window=RATE_WINDOW))
+        p, es, eo = combine(p_runs), combine(e_same), combine(e_own)
+
+        def frac(a, b):
+            return round(a / b, 3) if b else None
+        pacing = {"tick_us": self.args.tick_us, "burst": self.args.burst, "wait": self.args.wait}
+        common = dict(peers=N, mix=MIX, bytes_per_peer=self.result["bytes_per_peer"],
+                      punchd_max_rps=pm["rps"], echo_max_rps=em["rps"], target_load=load,
+                      punchd_max_runs_rps=[round(r["rps"]) for r in max_runs[0]],
+                      echo_max_runs_rps=[round(r["rps"]) for r in max_runs[1]],
+                      offered_rps=round(p_rate), load=frac(p["rps"], pm["rps"]), pacing=pacing)
+        rows = [scenario_row(name, p, es, echo_offered_rps=round(p_rate),
+                             echo_load=frac(es["rps"], em["rps"]), **common),
+                scenario_row(name + "_own", p, eo, echo_offered_rps=round(e_rate),
+                             echo_load=frac(eo["rps"], em["rps"]), **common)]
+        log(f"{round(load * 100)}% load: punchd {p['rps']}/s of max {pm['rps']}/s: p50 {p['p50_us']} "
+            f"p99 {p['p99_us']} us (busy {p['server_busy']}); echo at the same rate p99 {es['p99_us']} us; "
+            f"echo {eo['rps']}/s of its max {em['rps']}/s: p50 {eo['p50_us']} p99 {eo['p99_us']} us")
+        return rows
 
     def run(self):
         prof = self.prof
@@ -452,8 +578,9 @@ class Bench:
                 raise BenchError(f"preload to {n} peers did not complete: {pre}")
             rss = rss_kib(punchd.pid)
             last = n == prof["curve"][-1]
+            self.mix_runs = ([], [])
             p, e = self.udp_pair(lg, punchd, echo_u, f"mix{n}", MIX, prof["secs"],
-                                 prof["rounds"] if last else 1)
+                                 prof["rounds"] if last else 1, keep=self.mix_runs)
             point = {"peers": n, "punchd_rps": p["rps"], "echo_rps": e["rps"],
                      "ratio": round(p["rps"] / e["rps"], 3) if e["rps"] else None,
                      "p99_us": p["p99_us"], "rss_kib": rss,
@@ -480,15 +607,8 @@ class Bench:
                                    bytes_per_peer=self.result["bytes_per_peer"]))
             log(f"{name}: punchd {p['rps']}/s, echo {e['rps']}/s")
 
-        # Latency at 80% of punchd's measured maximum (open loop): both
-        # targets are offered the same rate.
-        rate = 0.8 * mix_p["rps"]
-        p, e = self.udp_pair(lg, punchd, echo_u, "udp_mix_80pct", MIX, prof["rate_secs"],
-                             prof["rounds"], rate=rate, window=RATE_WINDOW)
-        sc.append(scenario_row("udp_mix_80pct", p, e, peers=N, mix=MIX, offered_rps=round(rate),
-                               bytes_per_peer=self.result["bytes_per_peer"]))
-        log(f"80% load ({rate:.0f}/s offered): punchd p50 {p['p50_us']} p99 {p['p99_us']} us; "
-            f"echo p50 {e['p50_us']} p99 {e['p99_us']} us")
+        # Latency at 80% of the measured maximum (open loop), punchd and the echo.
+        sc.extend(self.udp_load(lg, punchd, echo_u, N))
 
         # WebSocket: active connections with one message in flight each, while
         # the idle ones are held; then the bare TCP echo the same way.
@@ -579,14 +699,43 @@ def fmt(v, spec="", na="-"):
 def print_table(res):
     print()
     print(f"punchd benchmark: {res['peers']} live peers, {fmt(res['bytes_per_peer'])} bytes RSS per peer")
-    print(f"{'scenario':<16} {'punchd/s':>9} {'echo/s':>9} {'ratio':>6} {'p50us':>8} {'p99us':>8} "
+    print(f"{'scenario':<18} {'punchd/s':>9} {'echo/s':>9} {'ratio':>6} {'p50us':>8} {'p99us':>8} "
           f"{'echo p99':>8} {'cpu s/M':>8} {'echo s/M':>8} {'cpu ratio':>9} {'gen busy':>9} {'RSS/peer|conn':>13}")
     for s in res["scenarios"]:
-        print(f"{s['name']:<16} {s['punchd_rps']:>9} {s['echo_rps']:>9} {fmt(s['ratio'], '.3f'):>6} "
+        print(f"{s['name']:<18} {s['punchd_rps']:>9} {s['echo_rps']:>9} {fmt(s['ratio'], '.3f'):>6} "
               f"{s['p50_us']:>8} {s['p99_us']:>8} {s['echo_p99_us']:>8} {fmt(s['cpu_s_per_m'], '.2f'):>8} "
               f"{fmt(s['echo_cpu_s_per_m'], '.2f'):>8} {fmt(s['cpu_ratio'], '.3f'):>9} "
               f"{fmt(s['generator_busy'], '.2f')}/{fmt(s['echo_generator_busy'], '.2f'):<4} "
               f"{fmt(s.get('bytes_per_peer', s.get('rss_per_ws_conn_bytes'))):>13}")
+    lat = [s for s in res["scenarios"] if "offered_rps" in s]
+    if lat:
+        print("open-loop latency (us; send -> reply at the generator's socket, kernel-stamped; "
+              "'read' -> reply read by the generator):")
+        print(f"  {'':<22} {'rate/s':>8} {'of max':>7} {'p50':>7} {'p90':>7} {'p99':>8} {'p999':>8} "
+              f"{'read p99':>8} {'busy':>5} {'waited':>6} {'others':>6}")
+        seen = set()
+        for s in lat:
+            sides = [("punchd", "", s["punchd_rps"], s.get("load"))]
+            sides.append((f"echo ({'own max' if s['name'].endswith('_own') else 'same rate'})", "echo_",
+                          s["echo_rps"], s.get("echo_load")))
+            for who, k, rps, load in sides:
+                key = (who, rps, s.get(k + "p99_us"))
+                if key in seen:  # punchd's run is in both rows
+                    continue
+                seen.add(key)
+                busy = s.get("echo_server_busy" if k else "server_busy")
+                waited = s.get("echo_server_wait_share" if k else "server_wait_share")
+                others = s.get("echo_others_share" if k else "others_share")
+                print(f"  {who:<22} {rps:>8} {fmt(load, '.2f'):>7} {fmt(s.get(k + 'p50_us')):>7} "
+                      f"{fmt(s.get(k + 'p90_us')):>7} {fmt(s.get(k + 'p99_us')):>8} "
+                      f"{fmt(s.get(k + 'p999_us')):>8} {fmt(s.get(k + 'read_p99_us')):>8} "
+                      f"{fmt(busy, '.2f'):>5} {fmt(waited, '.2f'):>6} {fmt(others, '.2f'):>6}")
+        s = lat[0]
+        print(f"  maximum (closed loop, this run): punchd {s.get('punchd_max_rps')}/s "
+              f"(runs {s.get('punchd_max_runs_rps')}), echo {s.get('echo_max_rps')}/s "
+              f"(runs {s.get('echo_max_runs_rps')})")
+        print("  busy / waited: share of the time the server ran / was runnable but waited for a CPU;"
+              " others: share of the machine's CPU time others used meanwhile")
     if "rss_per_ws_conn_bytes" in res:
         print(f"RSS per WebSocket connection: {res['rss_per_ws_conn_bytes']} bytes")
     print("throughput vs live peers:")
@@ -606,6 +755,13 @@ def cpu_busy_s():
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
     return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_steal_s():
+    """Seconds of CPU time the hypervisor gave to others (all CPUs, /proc/stat 'steal')."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[7] if len(v) > 7 else 0) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_quiet(max_wait, threshold=0.15, sample=3.0):
@@ -669,7 +825,7 @@ def machine_info():
 
 GNUPLOT = """set terminal pngcairo size 900,540 noenhanced
 set output '{out}/latency_hist.png'
-set title 'UDP request latency at 80% of punchd maximum ({rate}/s offered, {peers} peers)'
+set title 'UDP request latency at {pct}% of the measured maximum ({rate}/s offered, {peers} peers)'
 set xlabel 'latency (us)'
 set ylabel 'share of requests per bin (%), 20 bins per decade'
 set logscale x
@@ -677,7 +833,7 @@ set xrange [5:*]
 set grid
 set style fill transparent solid 0.4
 plot '{out}/latency.dat' using 1:2 with steps lw 2 title 'punchd', \\
-     '{out}/latency.dat' using 1:3 with steps lw 2 title 'batched UDP echo'
+     '{out}/latency.dat' using 1:3 with steps lw 2 title 'batched UDP echo (same rate)'
 set output '{out}/throughput_peers.png'
 set xrange [*:*]
 set title 'UDP request mix: throughput vs live peers'
@@ -695,7 +851,8 @@ def report(out):
     with open(path) as f:
         res = json.load(f)
     sc = {s["name"]: s for s in res["scenarios"]}
-    lat = sc.get("udp_mix_80pct") or res["scenarios"][0]
+    lat = next((s for s in res["scenarios"] if "offered_rps" in s and not s["name"].endswith("_own")),
+               res["scenarios"][0])
     # Re-bin into 20 log-spaced bins per decade: the load generator's bins
     # widen with latency, which would distort a histogram on a log axis.
     # Each bin's count is spread over the log bins it overlaps, in proportion
@@ -725,7 +882,8 @@ def report(out):
             f.write(f"{c['peers']} {c['punchd_rps']} {c['echo_rps']}\n")
     script = os.path.join(out, "report.gp")
     with open(script, "w") as f:
-        f.write(GNUPLOT.format(out=out, rate=lat.get("offered_rps", "?"), peers=res["peers"]))
+        f.write(GNUPLOT.format(out=out, rate=lat.get("offered_rps", "?"), peers=res["peers"],
+                               pct=round(100 * lat.get("target_load", 0.8))))
     gp = shutil.which("gnuplot")
     if not gp:
         raise BenchError("gnuplot not found (make bench-report installs gnuplot-nox)")
@@ -745,17 +903,35 @@ def main():
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     ap.add_argument("--window", type=int, default=UDP_WINDOW,
                     help=f"closed-loop UDP requests in flight (default {UDP_WINDOW})")
+    ap.add_argument("--load", type=float, default=LOAD,
+                    help=f"open-loop latency run: offered rate as a share of the measured maximum "
+                         f"(default {LOAD}; the scenario is named udp_mix_<percent>pct)")
+    ap.add_argument("--tick-us", type=float, default=TICK_US,
+                    help=f"open loop: the generator sends what is due and reads replies every TICK_US "
+                         f"(default {TICK_US}; 0 = continuously)")
+    ap.add_argument("--burst", type=int, default=BURST,
+                    help=f"open loop: requests per sendmmsg at most (default {BURST})")
+    ap.add_argument("--wait", choices=("sleep", "spin"), default="sleep",
+                    help="open loop: between ticks the generator sleeps (default) or spins on its CPU")
     ap.add_argument("--nice", type=int, default=0,
                     help="run the servers and the generator at this nice value (e.g. -5 as root on a "
                          "shared machine, so others' load disturbs the measurement less)")
+    ap.add_argument("--rt", type=int, default=0, metavar="PRIO",
+                    help="run the servers and the generator SCHED_FIFO at PRIO (1-99, root): other "
+                         "processes then only get the CPU time they leave (see docs/bench.md)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
                     help="first wait up to SECS for the machine to be mostly idle (shared machines)")
     ap.add_argument("--compare", metavar="JSON",
                     help="also print the ratios of a saved run next to this one's (bench/baseline-*.json)")
     ap.add_argument("--report", action="store_true", help="draw PNGs from OUT/latest.json")
     args = ap.parse_args()
-    global NICE
+    if not 0 < args.load <= 2 or not 0 <= args.tick_us <= 100000 or not 1 <= args.burst <= 64:
+        ap.error("--load must be in (0, 2], --tick-us in [0, 100000], --burst in [1, 64]")
+    if not 0 <= args.rt <= 99:
+        ap.error("--rt must be 1-99 (0: off)")
+    global NICE, RT
     NICE = args.nice
+    RT = args.rt
     args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = args.out or os.path.join(args.build, "bench")
     if args.report:
@@ -775,7 +951,7 @@ def main():
     busy_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
     b = Bench(args)
     failed = None
-    busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
+    busy0, own0, t0, steal0 = cpu_busy_s(), own_cpu_s(), time.monotonic(), cpu_steal_s()
     load0 = [round(x, 2) for x in os.getloadavg()]
     try:
         b.run()
@@ -797,6 +973,9 @@ def main():
     res["machine"]["load_avg_at_start"] = load0
     res["machine"]["others_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
     res["machine"]["nice"] = args.nice
+    res["machine"]["rt"] = args.rt
+    steal = cpu_steal_s() - steal0
+    res["machine"]["steal_share"] = round(steal / (wall * (os.cpu_count() or 1)), 4)
     if busy_before is not None:
         res["machine"]["busy_share_before"] = busy_before
     res["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

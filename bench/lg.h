@@ -26,6 +26,9 @@ struct lg_hist {
 
 /* Monotonic nanoseconds. */
 uint64_t lg_now_ns(void);
+/* CLOCK_REALTIME - CLOCK_MONOTONIC now, in ns: converts the kernel's receive
+ * timestamps (SO_TIMESTAMPNS, real time) to lg_now_ns()'s clock. */
+int64_t lg_real_minus_mono_ns(void);
 
 void lg_hist_reset(struct lg_hist *h);
 void lg_hist_add(struct lg_hist *h, uint64_t ns);
@@ -34,11 +37,22 @@ double lg_hist_quantile_us(const struct lg_hist *h, double q);
 /* Writes "p50_us":..,"p90_us":..,"p99_us":..,"p999_us":..,"max_us":..,"mean_us":..,
  * "hist":[[lo_us,count],...] (coarser bins as latency grows) to out. */
 void lg_hist_json(const struct lg_hist *h, FILE *out);
+/* The same with every key prefixed (e.g. "read_p99_us"), plus "n" (the
+ * count); the "hist" array only if with_hist; ends without a comma. */
+void lg_hist_json_as(const struct lg_hist *h, const char *prefix, int with_hist, FILE *out);
 
 /* Server CPU seconds (utime + stime, all threads) of pid; -1 on error. */
 double lg_proc_cpu_s(pid_t pid);
 /* This process's own CPU seconds (user + system). */
 double lg_self_cpu_s(void);
+/* Seconds pid's threads (pid 0: the calling thread) spent runnable but
+ * waiting for a CPU (schedstat run_delay: another task had the CPU); -1 if
+ * the kernel does not say. */
+double lg_proc_run_delay_s(pid_t pid);
+/* The whole machine's CPU time so far from /proc/stat, in seconds summed over
+ * CPUs: *busy (user, system, interrupts: not idle, iowait or steal) and
+ * *steal (taken by the hypervisor for others); -1 in both if unreadable. */
+void lg_machine_cpu_s(double *busy, double *steal);
 /* VmRSS of pid in KiB; -1 on error. */
 long lg_proc_rss_kib(pid_t pid);
 

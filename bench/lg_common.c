@@ -3,6 +3,7 @@
 #include "lg.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,15 @@ uint64_t lg_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t lg_real_minus_mono_ns(void)
+{
+    struct timespec m, r;
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    clock_gettime(CLOCK_REALTIME, &r);
+    return ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000 +
+           ((int64_t)r.tv_nsec - (int64_t)m.tv_nsec);
 }
 
 void lg_hist_reset(struct lg_hist *h)
@@ -63,11 +73,20 @@ static uint32_t lg_hist_bin_width(uint32_t us)
 
 void lg_hist_json(const struct lg_hist *h, FILE *out)
 {
-    fprintf(out, "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-                 "\"max_us\":%.1f,\"mean_us\":%.1f,\"hist\":[",
-            lg_hist_quantile_us(h, 0.50), lg_hist_quantile_us(h, 0.90),
-            lg_hist_quantile_us(h, 0.99), lg_hist_quantile_us(h, 0.999),
-            (double)h->max_ns / 1000.0, h->n ? (double)h->sum_ns / 1000.0 / (double)h->n : 0.0);
+    lg_hist_json_as(h, "", 1, out);
+}
+
+void lg_hist_json_as(const struct lg_hist *h, const char *x, int with_hist, FILE *out)
+{
+    fprintf(out, "\"%sp50_us\":%.1f,\"%sp90_us\":%.1f,\"%sp99_us\":%.1f,\"%sp999_us\":%.1f,"
+                 "\"%smax_us\":%.1f,\"%smean_us\":%.1f,\"%sn\":%llu",
+            x, lg_hist_quantile_us(h, 0.50), x, lg_hist_quantile_us(h, 0.90),
+            x, lg_hist_quantile_us(h, 0.99), x, lg_hist_quantile_us(h, 0.999),
+            x, (double)h->max_ns / 1000.0, x, h->n ? (double)h->sum_ns / 1000.0 / (double)h->n : 0.0,
+            x, (unsigned long long)h->n);
+    if (!with_hist)
+        return;
+    fprintf(out, ",\"%shist\":[", x);
     int first = 1;
     uint32_t lo = 0;
     while (lo < LG_HIST_US) {
@@ -128,6 +147,63 @@ double lg_self_cpu_s(void)
         return -1;
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+void lg_machine_cpu_s(double *busy, double *steal)
+{
+    *busy = *steal = -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return;
+    unsigned long long v[8] = { 0 };
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8)
+        return;
+    long hz = sysconf(_SC_CLK_TCK);
+    double t = (double)(hz > 0 ? hz : 100);
+    /* user nice system idle iowait irq softirq steal: busy leaves steal out */
+    *busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / t;
+    *steal = (double)v[7] / t;
+}
+
+/* Field 2 of a schedstat file (ns waiting on a run queue); -1 if unreadable. */
+static double lg_schedstat_wait_s(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    unsigned long long run = 0, wait = 0;
+    int ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+    fclose(f);
+    return ok ? (double)wait / 1e9 : -1;
+}
+
+double lg_proc_run_delay_s(pid_t pid)
+{
+    if (pid <= 0)
+        return lg_schedstat_wait_s("/proc/thread-self/schedstat");
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    double sum = 0;
+    int any = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char p2[160];
+        snprintf(p2, sizeof p2, "/proc/%d/task/%.20s/schedstat", (int)pid, e->d_name);
+        double w = lg_schedstat_wait_s(p2);
+        if (w >= 0) {
+            sum += w;
+            any = 1;
+        }
+    }
+    closedir(d);
+    return any ? sum : -1;
 }
 
 long lg_proc_rss_kib(pid_t pid)

@@ -7,7 +7,22 @@
  * chosen per datagram with IP_PKTINFO; all of 127.0.0.0/8 is local, so the
  * replies to 127.b1.b2.b3:port_s come back to that socket, and IP_PKTINFO on
  * receive says which peer they are for. Each peer has at most one request in
- * flight, so a reply matches its request without any id in the payload. */
+ * flight, so a reply matches its request without any id in the payload.
+ *
+ * Latency, per request, starts at a clock read just before the sendmmsg that
+ * carries it (each batch is stamped as it leaves, not when it was queued;
+ * at most `burst` datagrams per call in the open loop). It ends at the
+ * kernel's receive stamp of the reply (SO_TIMESTAMPNS, per datagram): the
+ * moment the server's send put the reply into the loopback device, i.e.
+ * when it reached our socket -- "hist", p50_us... The generator's own delay
+ * in reading it is left out there and measured apart: "read_hist" ends at a
+ * clock read just after the recvmmsg that returned the reply (one read per
+ * receive batch), "read_delay" is the difference. A reply without a kernel
+ * stamp (counted in no_stamp) uses the read clock in both.
+ *
+ * The open loop sends on a fixed schedule (request i at t0 + i / rate),
+ * acting once per tick_us (what is due then leaves at once, replies are read
+ * then; 0: continuously); "send_lag" says how late each request left. */
 #include "lg.h"
 
 #include <arpa/inet.h>
@@ -16,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LG_UDP_MAX_SOCKS 64
@@ -40,6 +57,7 @@ struct lg_udp_txbatch {
     } ctrl[LG_UDP_BATCH];
     char req[LG_UDP_BATCH][LG_UDP_REQCAP];
     uint32_t peer[LG_UDP_BATCH];
+    uint64_t due[LG_UDP_BATCH];  /* open loop: when the schedule wanted it sent; 0: closed loop */
 };
 
 /* The simulated peers and their sockets; one instance per process. */
@@ -60,10 +78,15 @@ struct lg_udp {
     struct sockaddr_in target;
     uint64_t rng;
     struct lg_udp_txbatch *tx;  /* [nsock] */
-    struct lg_hist hist;
+    int record;                 /* measuring: fill the histograms below */
+    struct lg_hist hist;        /* send -> the kernel's receive stamp of the reply */
+    struct lg_hist read;        /* send -> reply read (clock per recvmmsg batch) */
+    struct lg_hist read_delay;  /* that stamp -> reply read: the generator's own delay */
+    struct lg_hist send_lag;    /* open loop: actual send - scheduled send */
     /* counters of the current phase */
     uint64_t sent, replies, errors, incomes, late, lost, other;
     uint64_t sent_kind[LG_NKINDS], replies_kind[LG_NKINDS];
+    uint64_t tx_calls, tx_dgrams, tx_call_ns, rx_calls, rx_dgrams, no_stamp;
 };
 
 static struct lg_udp *lg_u;
@@ -112,17 +135,36 @@ static void lg_udp_counters_reset(void)
     u->sent = u->replies = u->errors = u->incomes = u->late = u->lost = u->other = 0;
     memset(u->sent_kind, 0, sizeof u->sent_kind);
     memset(u->replies_kind, 0, sizeof u->replies_kind);
+    u->tx_calls = u->tx_dgrams = u->tx_call_ns = u->rx_calls = u->rx_dgrams = u->no_stamp = 0;
     lg_hist_reset(&u->hist);
+    lg_hist_reset(&u->read);
+    lg_hist_reset(&u->read_delay);
+    lg_hist_reset(&u->send_lag);
 }
 
 /* ---- sending ---- */
 
+/* Sends socket s's batch. Each request's latency starts at a clock read just
+ * before the sendmmsg that carries it (re-read on every retry). */
 static void lg_udp_flush(int s)
 {
-    struct lg_udp_txbatch *b = &lg_u->tx[s];
+    struct lg_udp *u = lg_u;
+    struct lg_udp_txbatch *b = &u->tx[s];
     unsigned off = 0;
     while (off < b->n) {
-        int n = sendmmsg(lg_u->fd[s], b->msg + off, b->n - off, 0);
+        uint64_t t = lg_now_ns();
+        for (unsigned i = off; i < b->n; i++)
+            u->sent_ns[b->peer[i]] = t;
+        int n = sendmmsg(u->fd[s], b->msg + off, b->n - off, 0);
+        u->tx_calls++;
+        u->tx_call_ns += lg_now_ns() - t;
+        if (n > 0) {
+            u->tx_dgrams += (unsigned)n;
+            if (u->record)
+                for (unsigned i = off; i < off + (unsigned)n; i++)
+                    if (b->due[i])
+                        lg_hist_add(&u->send_lag, t > b->due[i] ? t - b->due[i] : 0);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -148,8 +190,10 @@ static void lg_udp_flush_all(void)
             lg_udp_flush(s);
 }
 
-/* Queues request kind k from peer p (not in flight) and marks it in flight. */
-static void lg_udp_queue(uint32_t p, enum lg_kind k, uint32_t push_target, uint64_t now)
+/* Queues request kind k from peer p (not in flight) and marks it in flight;
+ * due: when the open loop's schedule wants it sent (0: closed loop). */
+static void lg_udp_queue(uint32_t p, enum lg_kind k, uint32_t push_target, uint64_t now,
+                         uint64_t due)
 {
     int s = (int)(p % (uint32_t)lg_u->nsock);
     struct lg_udp_txbatch *b = &lg_u->tx[s];
@@ -193,6 +237,7 @@ static void lg_udp_queue(uint32_t p, enum lg_kind k, uint32_t push_target, uint6
     pi.ipi_spec_dst.s_addr = lg_udp_peer_ip(p); /* the source address of this datagram */
     memcpy(CMSG_DATA(c), &pi, sizeof pi);
     b->peer[i] = p;
+    b->due[i] = due;
     lg_udp_inflight_add(p, k, now);
     lg_u->sent++;
     lg_u->sent_kind[k]++;
@@ -259,16 +304,26 @@ static int lg_udp_recv(int s, int record, int preload)
     int n = recvmmsg(lg_u->fd[s], lg_rx.msg, LG_UDP_BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0)
         return 0;
+    /* One clock read per receive batch, right after it returned; the kernel's
+     * per-datagram stamps are real time: converted with the offset of now. */
     uint64_t now = lg_now_ns();
+    int64_t real_off = lg_real_minus_mono_ns();
+    lg_u->rx_calls++;
+    lg_u->rx_dgrams += (unsigned)n;
     for (int i = 0; i < n; i++) {
         struct msghdr *m = &lg_rx.msg[i].msg_hdr;
         size_t len = lg_rx.msg[i].msg_len;
         in_addr_t dst = 0;
+        int64_t kstamp = 0;  /* the kernel's receive time, our clock; 0: none */
         for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
             if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 struct in_pktinfo pi;
                 memcpy(&pi, CMSG_DATA(c), sizeof pi);
                 dst = pi.ipi_addr.s_addr;
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                kstamp = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - real_off;
             }
         }
         const char *name = NULL;
@@ -291,8 +346,20 @@ static int lg_udp_recv(int s, int record, int preload)
             lg_u->errors++;
         if (preload && !is_error && lg_udp_share_id(lg_rx.buf[i], len, lg_u->sid[p]) != 0)
             lg_u->errors++;
-        if (record)
-            lg_hist_add(&lg_u->hist, now - lg_u->sent_ns[p]);
+        if (record) {
+            uint64_t sent = lg_u->sent_ns[p];
+            lg_hist_add(&lg_u->read, now - sent);
+            if (kstamp > 0) {
+                uint64_t k = (uint64_t)kstamp;
+                /* clamped: the two clocks of the offset are read ~30 ns apart */
+                lg_hist_add(&lg_u->hist, k > sent ? k - sent : 0);
+                lg_hist_add(&lg_u->read_delay, now > k ? now - k : 0);
+            } else {
+                lg_u->no_stamp++;
+                lg_hist_add(&lg_u->hist, now - sent);
+                lg_hist_add(&lg_u->read_delay, 0);
+            }
+        }
         lg_u->replies++;
         lg_u->replies_kind[lg_u->kind[p]]++;
         lg_udp_inflight_del(p);
@@ -334,7 +401,8 @@ static uint32_t lg_udp_expire(uint64_t now, uint64_t timeout_ns, uint32_t *expir
     uint32_t n = 0;
     for (uint32_t i = 0; i < lg_u->ninflight;) {
         uint32_t p = lg_u->inflight[i];
-        if (now - lg_u->sent_ns[p] > timeout_ns) {
+        /* sent_ns may be later than now: batches are stamped as they leave */
+        if (now > lg_u->sent_ns[p] && now - lg_u->sent_ns[p] > timeout_ns) {
             lg_udp_inflight_del(p);  /* moves the last entry to i: do not advance */
             if (expired && n < cap)
                 expired[n] = p;
@@ -394,6 +462,7 @@ int lg_udp_setup(const struct lg_args *a)
         int on = 1, buf = LG_UDP_SOCKBUF;
         struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
         if (fd < 0 || setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0 ||
             bind(fd, (struct sockaddr *)&any, sizeof any) != 0) {
             if (fd >= 0)
                 close(fd);
@@ -475,11 +544,11 @@ int lg_udp_preload(const struct lg_args *a)
             break;
         lg_udp_recv_all(0, 1);
         while (u->ninflight < (uint32_t)window && nresend > 0) {
-            lg_udp_queue(resend[--nresend], LG_ANNOUNCE, 0, now);
+            lg_udp_queue(resend[--nresend], LG_ANNOUNCE, 0, now, 0);
             retries++;
         }
         while (u->ninflight < (uint32_t)window && next < (uint32_t)upto)
-            lg_udp_queue(next++, LG_ANNOUNCE, 0, now);
+            lg_udp_queue(next++, LG_ANNOUNCE, 0, now, 0);
         lg_udp_flush_all();
         if (next >= (uint32_t)upto && u->ninflight == 0 && nresend == 0)
             break;
@@ -524,11 +593,15 @@ static uint32_t lg_udp_pick(uint32_t range, int s)
 }
 
 /* Queues up to n requests of the mix, all from the next socket in turn, so
- * that they leave in one sendmmsg. Returns how many were queued. */
-static unsigned lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], unsigned n, uint64_t now)
+ * that they leave in one sendmmsg; its index goes to *sock. due0/step_ns:
+ * the open loop's schedule (request j of these is due at due0 + j * step_ns;
+ * due0 0: closed loop). Returns how many were queued. */
+static unsigned lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], unsigned n,
+                             uint64_t now, uint64_t due0, double step_ns, int *sock)
 {
     int s = lg_u->next_sock;
     lg_u->next_sock = (s + 1) % lg_u->nsock;
+    *sock = s;
     if (n > LG_UDP_BATCH - lg_u->tx[s].n)
         n = LG_UDP_BATCH - lg_u->tx[s].n;
     unsigned total = mix[0] + mix[1] + mix[2], done = 0;
@@ -544,9 +617,24 @@ static unsigned lg_udp_issue(uint32_t range, const unsigned mix[LG_NKINDS], unsi
             if (target == p)
                 target = (target + 1) % range;
         }
-        lg_udp_queue(p, k, target, now);
+        lg_udp_queue(p, k, target, now, due0 ? due0 + (uint64_t)((double)done * step_ns) : 0);
     }
     return done;
+}
+
+/* Sleeps until replies arrive or ns have passed (epoll_pwait2: ns precision,
+ * with the 1 ns timer slack set in lg_udp_run), then reads them. */
+static void lg_udp_wait_ns(int record, uint64_t ns)
+{
+    struct epoll_event ev[LG_UDP_MAX_SOCKS];
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
+                           .tv_nsec = (long)(ns % 1000000000u) };
+    int ne = epoll_pwait2(lg_u->ep, ev, lg_u->nsock, &ts, NULL);
+    for (int i = 0; i < ne; i++) {
+        int s = (int)ev[i].data.u32;
+        while (lg_udp_recv(s, record, 0) == LG_UDP_BATCH)
+            ;
+    }
 }
 
 int lg_udp_run(const struct lg_args *a)
@@ -569,13 +657,22 @@ int lg_udp_run(const struct lg_args *a)
     double secs = lg_arg_double(a, "secs", 5), warmup = lg_arg_double(a, "warmup", 0.5);
     double rate = lg_arg_double(a, "rate", 0);
     long window = lg_arg_long(a, "window", 256);
+    long burst = lg_arg_long(a, "burst", 8);
+    double tick_us = lg_arg_double(a, "tick_us", 50);
+    const char *wait = lg_arg_str(a, "wait", "sleep");
+    int sleep_wait = strcmp(wait, "sleep") == 0;
     pid_t pid = (pid_t)lg_arg_long(a, "pid", 0);
     const char *label = lg_arg_str(a, "label", "");
     if (secs <= 0 || secs > 600 || warmup < 0 || warmup > 60 || rate < 0 || window < 1 ||
-        window > (long)u->inflight_cap) {
-        lg_reply_error("udp_run", "secs 0..600, warmup 0..60, rate >= 0, window 1..65536");
+        window > (long)u->inflight_cap || burst < 1 || burst > LG_UDP_BATCH || tick_us < 0 ||
+        tick_us > 100000 ||
+        (!sleep_wait && strcmp(wait, "spin") != 0)) {
+        lg_reply_error("udp_run", "secs 0..600, warmup 0..60, rate >= 0, window 1..65536, "
+                                  "burst 1..64, tick_us 0..100000, wait spin|sleep");
         return -1;
     }
+    if (sleep_wait)
+        prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  /* wake on time, not up to 50 us late */
     uint32_t range = u->loaded >= 2 ? u->loaded : u->npeers;
     lg_udp_settle();
     lg_udp_counters_reset();
@@ -584,57 +681,128 @@ int lg_udp_run(const struct lg_args *a)
     uint64_t t_meas = t0 + (uint64_t)(warmup * 1e9), t_end = t_meas + (uint64_t)(secs * 1e9);
     uint64_t last_scan = t0, timeout = 1000000000u;
     int measuring = warmup == 0;
+    u->record = measuring;
     double cpu0 = pid > 0 ? lg_proc_cpu_s(pid) : -1, self0 = lg_self_cpu_s();
+    double wait0 = pid > 0 ? lg_proc_run_delay_s(pid) : -1, swait0 = lg_proc_run_delay_s(0);
+    double mbusy0, msteal0;
+    lg_machine_cpu_s(&mbusy0, &msteal0);
+    double step = rate > 0 ? 1e9 / rate : 0;  /* ns between scheduled sends */
     uint64_t issued = 0, skipped = 0;
+    /* The generator's own hiccups: gaps between two turns of this loop beyond
+     * the intended sleep (not scheduled, preempted, a slow call). */
+    uint64_t prev_turn = 0, planned_wake = 0, stall_max = 0, stalls_1ms = 0;
     for (;;) {
         uint64_t now = lg_now_ns();
+        if (measuring && prev_turn) {
+            uint64_t from = planned_wake > prev_turn ? planned_wake : prev_turn;
+            uint64_t gap = now > from ? now - from : 0;
+            if (gap > stall_max)
+                stall_max = gap;
+            stalls_1ms += gap > 1000000u;
+        }
+        prev_turn = now;
+        planned_wake = 0;
         if (!measuring && now >= t_meas) {
             measuring = 1;
             lg_udp_counters_reset();
+            u->record = 1;
             cpu0 = pid > 0 ? lg_proc_cpu_s(pid) : -1;
             self0 = lg_self_cpu_s();
+            wait0 = pid > 0 ? lg_proc_run_delay_s(pid) : -1;
+            swait0 = lg_proc_run_delay_s(0);
+            lg_machine_cpu_s(&mbusy0, &msteal0);
             issued = skipped = 0;
+            stall_max = stalls_1ms = 0;
             t0 = now;  /* the rate schedule restarts with the measured window */
         }
         if (now >= t_end)
             break;
         int got = lg_udp_recv_all(measuring, 0);
         if (rate > 0) {
-            /* open loop: send what the schedule says is due, whatever the replies */
-            uint64_t due = (uint64_t)((double)(now - t0) * rate / 1e9);
+            /* Open loop: request i is due at t0 + i * step, whatever the replies.
+             * What is due leaves at once, at most `burst` per sendmmsg (each
+             * batch stamped as it leaves); late ones still go (the offered
+             * rate is kept) and send_lag shows how late. */
+            now = lg_now_ns();
+            uint64_t due = (uint64_t)((double)(now - t0) / step) + 1;
             while (issued < due) {
                 uint64_t room = u->ninflight < (uint32_t)window ? (uint32_t)window - u->ninflight : 0;
                 uint64_t want = due - issued < room ? due - issued : room;
-                unsigned got_n = want ? lg_udp_issue(range, mix, (unsigned)(want < LG_UDP_BATCH ? want : LG_UDP_BATCH), now) : 0;
+                if (want > (uint64_t)burst)
+                    want = (uint64_t)burst;
+                int s = 0;
+                unsigned got_n = want ? lg_udp_issue(range, mix, (unsigned)want, now,
+                                                     t0 + (uint64_t)((double)issued * step), step, &s)
+                                      : 0;
                 if (got_n == 0) {
                     skipped += due - issued;  /* the server fell behind: not sent */
                     issued = due;
                     break;
                 }
+                lg_udp_flush(s);
                 issued += got_n;
             }
-            lg_udp_flush_all();
+            if (tick_us > 0) {
+                /* Act once per tick: what arrived meanwhile waits in the
+                 * sockets (its kernel stamp keeps the exact arrival time). */
+                uint64_t tk = (uint64_t)(tick_us * 1000.0);
+                uint64_t next = t0 + ((lg_now_ns() - t0) / tk + 1) * tk;
+                uint64_t next_due = t0 + (uint64_t)((double)issued * step);
+                if (next < next_due)
+                    next = next_due;  /* low rates: sleep until the next send */
+                if (next > t_end)
+                    next = t_end;
+                planned_wake = next;
+                if (sleep_wait) {
+                    struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u),
+                                           .tv_nsec = (long)(next % 1000000000u) };
+                    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                        ;
+                } else {
+                    while (lg_now_ns() < next)
+                        ;
+                }
+            } else if (sleep_wait) {
+                /* sleep until the next send is due, or a reply comes */
+                uint64_t next = t0 + (uint64_t)((double)issued * step);
+                now = lg_now_ns();
+                if (next > t_end)
+                    next = t_end;
+                if (next > now + 2000) {
+                    planned_wake = next;  /* (a reply may end the wait sooner) */
+                    lg_udp_wait_ns(measuring, next - now);
+                }
+            }
         } else {
             for (int tries = 0; u->ninflight < (uint32_t)window && tries < lg_u->nsock; tries++) {
                 unsigned room = (uint32_t)window - u->ninflight;
-                lg_udp_issue(range, mix, room < LG_UDP_BATCH ? room : LG_UDP_BATCH, now);
+                int s;
+                lg_udp_issue(range, mix, room < LG_UDP_BATCH ? room : LG_UDP_BATCH, now, 0, 0, &s);
             }
             lg_udp_flush_all();
-            if (!got && u->ninflight >= (uint32_t)window)
+            if (!got && u->ninflight >= (uint32_t)window) {
+                planned_wake = lg_now_ns() + 1000000u;  /* waiting for the server, not stalled */
                 lg_udp_recv_ready(measuring, 0, 1);
+            }
         }
         if (now - last_scan > 20000000u) {
             last_scan = now;
             lg_udp_expire(now, timeout, NULL, 0);
         }
     }
+    u->record = 0;
     uint64_t t_stop = lg_now_ns();
     double cpu1 = pid > 0 ? lg_proc_cpu_s(pid) : -1, self1 = lg_self_cpu_s();
+    double wait1 = pid > 0 ? lg_proc_run_delay_s(pid) : -1, swait1 = lg_proc_run_delay_s(0);
+    double mbusy1, msteal1;
+    lg_machine_cpu_s(&mbusy1, &msteal1);
     long rss = pid > 0 ? lg_proc_rss_kib(pid) : -1;
     double meas = (double)(t_stop - t0) / 1e9;
     /* The measured window ends here; drain what is still in flight, uncounted. */
     uint64_t replies = u->replies, sent = u->sent, errors = u->errors, incomes = u->incomes;
     uint64_t lost = u->lost, late = u->late;
+    uint64_t tx_calls = u->tx_calls, tx_dgrams = u->tx_dgrams, tx_call_ns = u->tx_call_ns;
+    uint64_t rx_calls = u->rx_calls, rx_dgrams = u->rx_dgrams, no_stamp = u->no_stamp;
     uint64_t drain_end = lg_now_ns() + 300000000u;
     while (u->ninflight && lg_now_ns() < drain_end) {
         if (!lg_udp_recv_all(0, 0))
@@ -649,15 +817,35 @@ int lg_udp_run(const struct lg_args *a)
            "\"sent\":%llu,\"replies\":%llu,\"rps\":%.0f,\"errors\":%llu,\"incomes\":%llu,"
            "\"lost\":%llu,\"late\":%llu,\"unanswered_at_end\":%llu,\"skipped\":%llu,"
            "\"sent_announce\":%llu,\"sent_pulse\":%llu,\"sent_push\":%llu,"
-           "\"cpu_s\":%.3f,\"lg_cpu_s\":%.3f,\"rss_kib\":%ld,",
+           "\"cpu_s\":%.3f,\"lg_cpu_s\":%.3f,\"rss_kib\":%ld,"
+           "\"server_run_delay_s\":%.4f,\"lg_run_delay_s\":%.4f,"
+           "\"burst\":%ld,\"tick_us\":%.1f,\"wait\":\"%s\","
+           "\"tx_batch_mean\":%.2f,\"tx_call_us\":%.2f,\"rx_batch_mean\":%.2f,\"no_stamp\":%llu,"
+           "\"machine_busy_s\":%.2f,\"steal_s\":%.3f,"
+           "\"lg_stall_max_us\":%.1f,\"lg_stalls_1ms\":%llu,",
            label, lg_arg_str(a, "target", ""), range, mix[0], mix[1], mix[2], window, rate, meas,
            (unsigned long long)sent, (unsigned long long)replies,
            meas > 0 ? (double)replies / meas : 0.0, (unsigned long long)errors,
            (unsigned long long)incomes, (unsigned long long)lost, (unsigned long long)late,
            (unsigned long long)unanswered, (unsigned long long)skipped,
            (unsigned long long)u->sent_kind[LG_ANNOUNCE], (unsigned long long)u->sent_kind[LG_PULSE],
-           (unsigned long long)u->sent_kind[LG_PUSH], cpu, self1 - self0, rss);
+           (unsigned long long)u->sent_kind[LG_PUSH], cpu, self1 - self0, rss,
+           wait0 >= 0 && wait1 >= 0 ? wait1 - wait0 : -1.0,
+           swait0 >= 0 && swait1 >= 0 ? swait1 - swait0 : -1.0, burst, tick_us,
+           sleep_wait ? "sleep" : "spin",
+           tx_calls ? (double)tx_dgrams / (double)tx_calls : 0.0,
+           tx_calls ? (double)tx_call_ns / 1000.0 / (double)tx_calls : 0.0,
+           rx_calls ? (double)rx_dgrams / (double)rx_calls : 0.0, (unsigned long long)no_stamp,
+           mbusy0 >= 0 && mbusy1 >= 0 ? mbusy1 - mbusy0 : -1.0,
+           msteal0 >= 0 && msteal1 >= 0 ? msteal1 - msteal0 : -1.0, (double)stall_max / 1000.0,
+           (unsigned long long)stalls_1ms);
     lg_hist_json(&u->hist, stdout);
+    fputc(',', stdout);
+    lg_hist_json_as(&u->read, "read_", 1, stdout);
+    fputc(',', stdout);
+    lg_hist_json_as(&u->read_delay, "read_delay_", 0, stdout);
+    fputc(',', stdout);
+    lg_hist_json_as(&u->send_lag, "send_lag_", 0, stdout);
     printf("}\n");
     fflush(stdout);
     return 0;

@@ -3,8 +3,9 @@
 Runs the whole `make bench` pipeline with tiny numbers (a couple of thousand
 peers, runs of about a second) against the punchd and the echo servers of the
 build tree under test, and checks only that it works: exit status 0, a
-latest.json of the documented shape with non-zero rates, no error replies, and
-no process left behind. No speed is asserted: the numbers depend on the machine.
+latest.json of the documented shape with non-zero rates, no error replies, the
+open-loop latency rows (load as a share of the maximum measured in the same
+run, for punchd and the echo), and no process left behind. No speed is asserted: the numbers depend on the machine.
 """
 import json
 import os
@@ -82,6 +83,28 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertGreaterEqual(s["p99_us"], s["p50_us"], s["name"])
             # With the benchmark config nothing is refused: an error reply is a bug.
             self.assertEqual(s["errors"], 0, f"{s['name']}: error replies")
+        # The open-loop latency rows: load as a share of the maximum measured just
+        # before, for punchd and the echo (at punchd's rate, and at its own 80%).
+        by_name = {s["name"]: s for s in res["scenarios"]}
+        self.assertIn("udp_mix_80pct_own", by_name)
+        for name in ("udp_mix_80pct", "udp_mix_80pct_own"):
+            s = by_name[name]
+            for key in ("offered_rps", "echo_offered_rps", "punchd_max_rps", "echo_max_rps", "load",
+                        "echo_load", "target_load", "p90_us", "p999_us", "echo_p90_us", "echo_p999_us",
+                        "read_p99_us", "echo_read_p99_us", "send_lag_p99_us", "server_busy",
+                        "server_wait_share", "pacing"):
+                self.assertIn(key, s, name)
+            self.assertEqual(s["target_load"], 0.8)
+            self.assertGreater(s["punchd_max_rps"], 0, name)
+            self.assertGreater(s["load"], 0, name)
+            for side in ("", "echo_"):
+                q = [s[f"{side}p{p}_us"] for p in ("50", "90", "99", "999")]
+                self.assertEqual(q, sorted(q), f"{name}: {side} quantiles out of order")
+        self.assertEqual(by_name["udp_mix_80pct"]["offered_rps"], by_name["udp_mix_80pct"]["echo_offered_rps"])
+        for s in res["scenarios"]:
+            if s["name"].startswith("udp_"):
+                # every UDP reply had the kernel's receive stamp the latency ends at
+                self.assertEqual(s.get("no_stamp"), 0, s["name"])
         push = next(s for s in res["scenarios"] if s["name"] == "udp_push")
         self.assertGreater(push["incomes"], 0, "a push reached no peer")
         self.assertEqual(len(res["workers"]), 2)
