@@ -105,6 +105,12 @@ int proto_decode_cjson(const char *buf, size_t len, char *scratch, size_t scratc
 int proto_decode_relay(const char *buf, size_t len, char *scratch, size_t scratch_cap,
                        struct proto_req *req, char *payload, size_t payload_cap, size_t payload_max);
 
+/* 1 if a and b hold the same decoded request: every member a decode sets,
+ * compared one by one (never padding); strings whole, including the zeroed
+ * bytes after the terminator; numbers bit for bit (-0.0 is not 0.0);
+ * cand_addr in full. For checking the fast path against the cJSON one. */
+int proto_req_same(const struct proto_req *a, const struct proto_req *b);
+
 /* 1 if buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int proto_utf8_valid(const unsigned char *buf, size_t len);
 

@@ -304,6 +304,31 @@ static int proto_decode_tree(const char *buf, size_t len, char *scratch, size_t 
     return 0;
 }
 
+static int proto_addr_same(const struct addr *a, const struct addr *b)
+{
+    return a->family == b->family && a->unused == b->unused && a->port == b->port &&
+           memcmp(a->ip, b->ip, sizeof a->ip) == 0;
+}
+
+int proto_req_same(const struct proto_req *a, const struct proto_req *b)
+{
+    if (a->action != b->action || a->cand != b->cand || a->ncand != b->ncand ||
+        a->has_data != b->has_data || a->data_too_large != b->data_too_large ||
+        a->data_len != b->data_len)
+        return 0;
+    for (int i = 0; i < PROTO_CANDIDATES_MAX; i++)
+        if (!proto_addr_same(&a->cand_addr[i], &b->cand_addr[i]))
+            return 0;
+    for (int k = 0; k < PROTO_K_COUNT; k++) {
+        const struct proto_field *x = &a->f[k], *y = &b->f[k];
+        if (x->type != y->type || x->boolval != y->boolval || x->too_long != y->too_long ||
+            x->len != y->len || memcmp(&x->num, &y->num, sizeof x->num) != 0 ||
+            memcmp(x->s, y->s, sizeof x->s) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- replies ---- */
 
 void proto_reply_init(struct proto_reply *r, const char *action, int has_data)

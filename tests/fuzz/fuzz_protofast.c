@@ -3,7 +3,7 @@
  *
  * Every input is first decoded as a datagram by both. When the fast path
  * takes it, the cJSON path must return 0 and exactly the same proto_req,
- * compared field by field (fuzz_pf_same); when it declines, it must not
+ * compared field by field (proto_req_same); when it declines, it must not
  * have written to req at all. proto_decode() itself (fast path, then
  * cJSON) must give the cJSON path's return code and result for every
  * input, and still refuse a scratch buffer one byte too small.
@@ -26,7 +26,6 @@
 #include "proto.h"
 #include "proto_fast.h"
 
-
 #define FUZZ_PF_GEN 0xfe
 #define FUZZ_PF_FILL 0xa5 /* what each proto_req holds before a decode */
 #define FUZZ_PF_GEN_MAX 16384
@@ -35,36 +34,6 @@
 enum { FUZZ_PF_ANY = -1, FUZZ_PF_DECLINE = 0, FUZZ_PF_ACCEPT = 1 };
 
 /* ---- the comparison ---- */
-
-static int fuzz_pf_same_addr(const struct addr *a, const struct addr *b)
-{
-    return a->family == b->family && a->unused == b->unused && a->port == b->port &&
-           memcmp(a->ip, b->ip, sizeof a->ip) == 0;
-}
-
-/* 1 if a and b hold the same request: every member proto_decode sets,
- * compared one by one (never the padding). Strings are compared whole,
- * including the zeroed bytes after the terminator; numbers bit for bit
- * (-0.0 is not 0.0); cand_addr in full (both paths leave the entries past
- * ncand alone, so they still hold the same fill). */
-static int fuzz_pf_same(const struct proto_req *a, const struct proto_req *b)
-{
-    if (a->action != b->action || a->cand != b->cand || a->ncand != b->ncand ||
-        a->has_data != b->has_data || a->data_too_large != b->data_too_large ||
-        a->data_len != b->data_len)
-        return 0;
-    for (int i = 0; i < PROTO_CANDIDATES_MAX; i++)
-        if (!fuzz_pf_same_addr(&a->cand_addr[i], &b->cand_addr[i]))
-            return 0;
-    for (int k = 0; k < PROTO_K_COUNT; k++) {
-        const struct proto_field *x = &a->f[k], *y = &b->f[k];
-        if (x->type != y->type || x->boolval != y->boolval || x->too_long != y->too_long ||
-            x->len != y->len || memcmp(&x->num, &y->num, sizeof x->num) != 0 ||
-            memcmp(x->s, y->s, sizeof x->s) != 0)
-            return 0;
-    }
-    return 1;
-}
 
 /* Runs buf[0..len) through both paths and proto_decode(). */
 static void fuzz_pf_check(const char *data, size_t len, int expect)
@@ -88,7 +57,7 @@ static void fuzz_pf_check(const char *data, size_t len, int expect)
     FUZZ_CHECK(rf == 0 || rf == -1);
     if (rf == 0) {
         FUZZ_CHECK(rs == 0);
-        FUZZ_CHECK(fuzz_pf_same(fast, slow));
+        FUZZ_CHECK(proto_req_same(fast, slow));
     } else {
         /* Declined: req untouched (this compares the fill, not fields). */
         FUZZ_CHECK(memcmp(fast, fill, sizeof *fast) == 0);
@@ -99,7 +68,7 @@ static void fuzz_pf_check(const char *data, size_t len, int expect)
     int rh = proto_decode(buf, len, scratch, len + 1, hooked);
     FUZZ_CHECK(rh == rs);
     if (rh == 0)
-        FUZZ_CHECK(fuzz_pf_same(hooked, slow));
+        FUZZ_CHECK(proto_req_same(hooked, slow));
     if (len > 0) {
         /* The fast path never bypasses the scratch check. */
         memcpy(hooked, fill, sizeof *hooked);

@@ -14,30 +14,6 @@ static char scratch[70000];
 
 static const char TOKEN[] = "a44462b8fa5528e61f85914996694570";
 
-/* 1 if a and b hold the same request, member by member (not the padding);
- * strings whole (including the zeroes after the NUL), numbers bit for bit. */
-static int same_req(const struct proto_req *a, const struct proto_req *b)
-{
-    if (a->action != b->action || a->cand != b->cand || a->ncand != b->ncand ||
-        a->has_data != b->has_data || a->data_too_large != b->data_too_large ||
-        a->data_len != b->data_len)
-        return 0;
-    for (int i = 0; i < PROTO_CANDIDATES_MAX; i++) {
-        const struct addr *x = &a->cand_addr[i], *y = &b->cand_addr[i];
-        if (x->family != y->family || x->unused != y->unused || x->port != y->port ||
-            memcmp(x->ip, y->ip, sizeof x->ip) != 0)
-            return 0;
-    }
-    for (int k = 0; k < PROTO_K_COUNT; k++) {
-        const struct proto_field *x = &a->f[k], *y = &b->f[k];
-        if (x->type != y->type || x->boolval != y->boolval || x->too_long != y->too_long ||
-            x->len != y->len || memcmp(&x->num, &y->num, sizeof x->num) != 0 ||
-            memcmp(x->s, y->s, sizeof x->s) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 /* Decodes s with the fast path into *fast and with cJSON into a local;
  * fails unless the fast path took it and both agree. */
 static void expect_fast(const char *s, struct proto_req *fast)
@@ -50,7 +26,7 @@ static void expect_fast(const char *s, struct proto_req *fast)
         fail_msg("fast path declined %s", s);
     if (proto_decode_cjson(s, len, scratch, sizeof scratch, &slow) != 0)
         fail_msg("cJSON path refused %s", s);
-    if (!same_req(fast, &slow))
+    if (!proto_req_same(fast, &slow))
         fail_msg("fast and cJSON results differ for %s", s);
 }
 
@@ -305,11 +281,11 @@ static void test_decode_uses_fast_path(void **state)
         for (size_t k = 0; k < sizeof small; k++)
             assert_int_equal(small[k], 'S');
         assert_int_equal(proto_decode_cjson(fast[i], len, scratch, sizeof scratch, &b), 0);
-        assert_true(same_req(&a, &b));
+        assert_true(proto_req_same(&a, &b));
         memset(&a, FILL, sizeof a);
         assert_int_equal(proto_decode_relay(fast[i], len, small, len + 1, &a, payload, sizeof payload, 128), 0);
         assert_int_equal(small[0], 'S');
-        assert_true(same_req(&a, &b));
+        assert_true(proto_req_same(&a, &b));
         /* The scratch check still comes first: one byte short is too large. */
         assert_int_equal(proto_decode(fast[i], len, small, len, &a), -1 - PROTO_DROP_TOO_LARGE);
     }
