@@ -295,6 +295,17 @@ static struct udp *udp_open(struct ev_loop *loop, const struct config *cfg, stru
     struct addr bound;
     int family;
     int flags = !probe && cfg->workers > 1 ? NET_REUSEPORT : 0;
+    if (flags && !first && port != 0) {
+        /* SO_REUSEPORT would also join a group another process of this user
+         * holds on the port (a second punchd left running): the traffic would
+         * be split between them. A plain bind first says whether it is free. */
+        int probe_fd = net_bind(bind_s, (uint16_t)port, SOCK_DGRAM, 0, &bound, &family);
+        if (probe_fd < 0) {
+            udp_fail(err, errcap, "cannot bind", bind_s, port);
+            return NULL;
+        }
+        close(probe_fd);
+    }
     int fd = net_bind(bind_s, (uint16_t)port, SOCK_DGRAM, flags, &bound, &family);
     if (fd < 0) {
         udp_fail(err, errcap, probe ? "cannot bind the probe socket on" : "cannot bind", bind_s, port);

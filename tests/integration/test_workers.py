@@ -7,6 +7,7 @@ Which worker a client lands on is the kernel's choice (a hash of the source
 address): each client's worker is learnt from the per-worker counter
 punchd_udp_datagrams_total{worker} around one request of its own."""
 import os
+import socket
 import subprocess
 import tempfile
 
@@ -156,6 +157,21 @@ class WorkersLifecycleTest(PunchdTestCase):
                 c.send(b'{"action":"announce"}')
         s.stop()
         self.assertIn("workers 2", s.listen_line)
+
+    def test_port_already_served_is_refused(self):
+        # SO_REUSEPORT must not let a second punchd share a port another one
+        # already serves (the kernel would split the traffic between them).
+        first = self.start_server("--workers", "2")
+        with socket.socket() as t:  # a free TCP port: only the UDP port is contested
+            t.bind(("127.0.0.1", 0))
+            ws_port = t.getsockname()[1]
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run(harness.WRAPPER + [harness.BIN, "--bind", "127.0.0.1", "--port", str(first.port),
+                                                  "--ws-port", str(ws_port), "--workers", "2"], cwd=d,
+                               capture_output=True, text=True, timeout=scaled(10))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot bind", p.stderr)
+        c, _ = self.announced(first)  # the first one still serves
 
     def test_one_worker_has_one_socket_and_series(self):
         s = self.start_server()
