@@ -76,6 +76,7 @@ enum http_route {
     HTTP_ROUTE_BAD_METHOD,    /* 405 */
     HTTP_ROUTE_BAD_UPGRADE,   /* 400: upgrade with missing headers or a bad key */
     HTTP_ROUTE_BAD_VERSION,   /* 426: Sec-WebSocket-Version is not 13 */
+    HTTP_ROUTE_BAD_HTTP,      /* 505: not HTTP/1.x */
 };
 
 enum http_route http_route(const struct http_head *h);

@@ -382,6 +382,8 @@ void http_ws_accept(const char *key, char out[HTTP_ACCEPT_LEN + 1])
 enum http_route http_route(const struct http_head *h)
 {
     int wants_upgrade = h->has_upgrade || h->connection_upgrade || h->has_key || h->has_version;
+    if (h->http_major != 1)
+        return HTTP_ROUTE_BAD_HTTP;
     if (h->method != HTTP_GET)
         return HTTP_ROUTE_BAD_METHOD;
     if (h->url_too_long)
@@ -411,6 +413,7 @@ static const char *http_reason(int status)
     case 405: return "Method Not Allowed";
     case 426: return "Upgrade Required";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
     }
 }

@@ -326,6 +326,9 @@ static int ws_http_request(struct ws_conn *c)
     case HTTP_ROUTE_BAD_VERSION:
         ws_http_error(c, 426, "WebSocket version 13 required", "Sec-WebSocket-Version: 13\r\n", 0);
         return 0;
+    case HTTP_ROUTE_BAD_HTTP:
+        ws_http_error(c, 505, "HTTP/1.1 only", "", 0);
+        return 0;
     case HTTP_ROUTE_BAD_UPGRADE:
     default:
         ws_http_error(c, 400, "bad WebSocket upgrade request", "", 0);

@@ -54,7 +54,7 @@ static void fuzz_http_check_head(const struct http_head *h)
     if (fr == 0)
         FUZZ_CHECK((fwd.family == AF_INET || fwd.family == AF_INET6) && fwd.port == 0);
     enum http_route rt = http_route(h);
-    FUZZ_CHECK(rt >= HTTP_ROUTE_HEALTHZ && rt <= HTTP_ROUTE_BAD_VERSION);
+    FUZZ_CHECK(rt >= HTTP_ROUTE_HEALTHZ && rt <= HTTP_ROUTE_BAD_HTTP);
     if (rt == HTTP_ROUTE_UPGRADE) {
         FUZZ_CHECK(h->method == HTTP_GET && strcmp(h->path, "/") == 0);
         FUZZ_CHECK(http_ws_key_valid(h->key) && strcmp(h->version, "13") == 0);
@@ -129,7 +129,7 @@ static void fuzz_http_drive(const char *stream, size_t len, const uint8_t *cuts,
             enum http_route rt = run->routes[run->nreq++];
             /* ws.c stops reading requests after these. */
             if (rt == HTTP_ROUTE_UPGRADE || rt == HTTP_ROUTE_BAD_UPGRADE ||
-                rt == HTTP_ROUTE_BAD_VERSION || !r->head.keep_alive ||
+                rt == HTTP_ROUTE_BAD_VERSION || rt == HTTP_ROUTE_BAD_HTTP || !r->head.keep_alive ||
                 run->nreq == FUZZ_HTTP_MAX_REQS) {
                 done = 1;
                 break;

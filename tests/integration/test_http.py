@@ -224,6 +224,13 @@ class RoutingTest(PunchdTestCase):
         r = c.request("GET", "/metrics", version="HTTP/1.0", headers=[("Connection", "keep-alive")])
         self.assertEqual(r.status, 200, r)
 
+    def test_other_http_versions_505_and_close(self):
+        for version in ("HTTP/9.9", "HTTP/2.0", "HTTP/0.9"):
+            c = self.conn()
+            r = c.request("GET", "/healthz", version=version)
+            self.assertEqual(r.status, 505, (version, r))
+            self.assertEqual(c.expect_eof(), b"")
+
     def test_malformed_400_and_close(self):
         bad = [
             b"GARBAGE\r\n\r\n",

@@ -53,6 +53,12 @@ static void test_routes(void **state)
     assert_int_equal(route_of("GET / HTTP/1.1\r\n" UPGRADE_HEADERS "\r\n"), HTTP_ROUTE_BAD_UPGRADE);
     assert_int_equal(route_of("GET /other HTTP/1.1\r\n" UPGRADE_HEADERS "Sec-WebSocket-Version: 13\r\n\r\n"),
                      HTTP_ROUTE_NOT_FOUND);
+    /* Not HTTP/1.x: 505, whatever the path, method or upgrade. */
+    assert_int_equal(route_of("GET / HTTP/9.9\r\n\r\n"), HTTP_ROUTE_BAD_HTTP);
+    assert_int_equal(route_of("GET /healthz HTTP/2.0\r\n\r\n"), HTTP_ROUTE_BAD_HTTP);
+    assert_int_equal(route_of("POST / HTTP/0.9\r\nContent-Length: 0\r\n\r\n"), HTTP_ROUTE_BAD_HTTP);
+    assert_int_equal(route_of("GET / HTTP/1.0\r\n\r\n"), HTTP_ROUTE_NOT_FOUND);
+    assert_int_equal(route_of("GET /healthz HTTP/1.0\r\n\r\n"), HTTP_ROUTE_HEALTHZ);
 }
 
 static void test_pipelined_requests_stop_at_each(void **state)
