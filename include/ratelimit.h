@@ -41,6 +41,10 @@ void ratelimit_free(struct ratelimit *rl);
  * there (or the limit is off), 0 if the key is over its limit (nothing taken). */
 int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, double cost, uint64_t now_ms);
 
+/* 1 if key's bucket holds cost tokens at now_ms (or the limit is off);
+ * nothing is taken. */
+int ratelimit_has(struct ratelimit *rl, const void *key, size_t keylen, double cost, uint64_t now_ms);
+
 /* 1 if key may be told it is limited now: at most once per second per key.
  * ratelimit_notice() also records that it was told; ratelimit_notice_due()
  * only asks (to skip work when the answer would be silence anyway). */

@@ -34,6 +34,7 @@ enum stats_limit {
     STATS_L_ACCESS_KEY,        /* requests without the access key */
     STATS_L_RETRY,             /* new UDP peers asked for a retry cookie */
     STATS_L_FULL,              /* max_peers reached */
+    STATS_L_UNKNOWN_IDS,       /* push/relay refused: too many unknown shareIds from one IP */
     STATS_L_COUNT
 };
 

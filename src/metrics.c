@@ -45,6 +45,7 @@ size_t metrics_render(char *out, size_t cap, const struct stats *st, const struc
         [STATS_L_RESPONSE_BYTES] = "response_bytes", [STATS_L_CONNECTIONS_PER_IP] = "connections_per_ip",
         [STATS_L_CONNECTIONS] = "connections",    [STATS_L_ACCESS_KEY] = "access_key",
         [STATS_L_RETRY] = "retry",                [STATS_L_FULL] = "max_peers",
+        [STATS_L_UNKNOWN_IDS] = "unknown_share_ids",
     };
     struct metrics_w w = { out, cap, 0, 0 };
 

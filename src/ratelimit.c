@@ -115,6 +115,14 @@ int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, double 
     return ratelimit_bucket_take(&s->b, rl->rate, rl->burst, cost, now_ms);
 }
 
+int ratelimit_has(struct ratelimit *rl, const void *key, size_t keylen, double cost, uint64_t now_ms)
+{
+    if (rl->rate <= 0)
+        return 1;
+    const struct ratelimit_slot *s = ratelimit_slot(rl, key, keylen, now_ms);
+    return ratelimit_level(rl, s, now_ms) >= cost;
+}
+
 int ratelimit_notice_due(struct ratelimit *rl, const void *key, size_t keylen, uint64_t now_ms)
 {
     const struct ratelimit_slot *s = ratelimit_slot(rl, key, keylen, now_ms);

@@ -42,6 +42,7 @@ struct tracker {
     struct ratelimit *rl_income;   /* income per target shareId */
     struct ratelimit *rl_resp;     /* UDP bytes sent per destination IP */
     struct ratelimit *rl_notice;   /* "you are limited" at most once a second per IP */
+    struct ratelimit *rl_miss;     /* unknownShareId answers per source IP (id guessing) */
     unsigned char cookie_key[crypto_auth_KEYBYTES];
     unsigned char access_hash[crypto_generichash_BYTES]; /* of access_key, for comparing */
     uint64_t now;                  /* time of the request being handled */
@@ -95,6 +96,8 @@ struct tracker *tracker_new(const struct config *cfg)
     t->rl_resp = ratelimit_new(TRACKER_RL_SLOTS, (double)cfg->rate_response_bytes_per_sec,
                                2. * (double)cfg->rate_response_bytes_per_sec);
     t->rl_notice = ratelimit_new(TRACKER_RL_SLOTS, 0, 1);
+    t->rl_miss = ratelimit_new(TRACKER_RL_SLOTS, (double)cfg->rate_requests_per_sec,
+                               (double)cfg->rate_requests_burst);
     crypto_auth_keygen(t->cookie_key);
     crypto_generichash(t->access_hash, sizeof t->access_hash, (const unsigned char *)cfg->access_key,
                        strlen(cfg->access_key), NULL, 0);
@@ -143,6 +146,7 @@ void tracker_free(struct tracker *t)
     ratelimit_free(t->rl_income);
     ratelimit_free(t->rl_resp);
     ratelimit_free(t->rl_notice);
+    ratelimit_free(t->rl_miss);
     free(t->scratch);
     free(t->payload);
     free(t->out);
@@ -882,12 +886,26 @@ static int tracker_pair(struct tracker *t, const struct tracker_src *src, uint32
         tracker_not_announced(t, src);
         return -1;
     }
+    /* Guessing shareIds: misses per source IP share the request rate. Over
+     * WebSocket an IP's connections each have a message bucket of their own,
+     * so without this one IP could try ids hundreds of times faster than
+     * over UDP. Checked before the lookup, so a hit reveals nothing either. */
+    uint8_t k[9];
+    size_t kl = ratelimit_ip_key(&src->addr, k);
+    int exempt = tracker_exempt(t, &src->addr);
+    if (!exempt && !ratelimit_has(t->rl_miss, k, kl, 1, t->now)) {
+        t->st.limited[STATS_L_UNKNOWN_IDS]++;
+        tracker_error(t, src, STATS_E_RATE_LIMITED, "too many unknown shareIds from this address, slow down");
+        return -1;
+    }
     *bi = sid->too_long ? REGISTRY_NIL : registry_find_id(t->reg, sid->s, sid->len);
     if (*bi == *ai && t->req.action == PROTO_ACT_RELAY) {
         tracker_error(t, src, STATS_E_BAD_REQUEST, "cannot relay to oneself");
         return -1;
     }
     if (*bi == REGISTRY_NIL || *bi == *ai) {
+        if (!exempt)
+            ratelimit_take(t->rl_miss, k, kl, 1, t->now);
         tracker_error(t, src, STATS_E_UNKNOWN_SHARE_ID, "no live peer has that shareId");
         return -1;
     }

@@ -271,3 +271,43 @@ class WsMessageRateTest(PunchdTestCase):
         b = self.ws()
         r = b.request_json(ALIVE)
         self.assertEqual(r.get("data", {}).get("code"), "notAnnounced", r)
+
+
+class UnknownShareIdsPerIpTest(PunchdTestCase):
+    """Guessing shareIds: unknownShareId answers per source IP share the
+    request rate, across all of the IP's WebSocket connections (each has its
+    own message bucket, so without this one IP guesses far faster than over
+    UDP). Once over, every push from that IP is refused before the lookup: a
+    hit must not tell a guesser anything either."""
+    server_flags = ("--rate-requests-per-sec", "1", "--rate-requests-burst", "3",
+                    "--max-connections-per-ip", "0") + OTHERS_OFF
+
+    def test_misses_across_connections_are_limited_per_ip(self):
+        target, td = self.announced(bind_ip=fresh_ip())
+        conns = []
+        for _ in range(5):
+            c, _ = self.ws_announced()      # each: announce + one push = 2 of its 3
+            conns.append(c)
+        replies = []
+        for c in conns[:4]:
+            c.send_json({"action": "push", "shareId": "zzzzzzzz"})
+            replies.append(c.recv_json())
+        codes = [r.get("data", {}).get("code") for r in replies]
+        # Burst 3 misses; the 4th (refill 1/s: at most one more in the test's time) refused.
+        self.assertEqual(codes[:3], ["unknownShareId"] * 3, replies)
+        self.assertIn(codes[3], ("rateLimited", "unknownShareId"), replies)
+        if codes[3] == "unknownShareId":
+            conns[3].send_json({"action": "push", "shareId": "zzzzzzzy"})
+            r = conns[3].recv_json()
+            self.assertEqual(r.get("data", {}).get("code"), "rateLimited", r)
+        # A real id from the same IP is refused as well, on a fresh connection.
+        conns[4].send_json({"action": "push", "shareId": td["shareId"]})
+        r = conns[4].recv_json()
+        self.assertEqual(r.get("action"), "error", r)
+        self.assertEqual(r["data"]["code"], "rateLimited", r)
+        target.expect_silence(0.2)          # no income: the lookup never happened
+        self.assertGreaterEqual(limited(self.server, "unknown_share_ids"), 2)
+        # Another IP is not affected.
+        other, od = self.announced(bind_ip=fresh_ip())
+        r = other.request(padded({"action": "push", "shareId": td["shareId"]}, 300))
+        self.assertEqual(r.get("action"), "pushReceived", r)
