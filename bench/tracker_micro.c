@@ -9,7 +9,7 @@
  * peers by announce from distinct IPv4 sources, then times the load
  * generator's request shapes: a bare announce and pulse from known peers,
  * and a push to a random live peer, in batches of 64 as udp.c reads them,
- * plain and with the batch's lookups prefetched (registry_prefetch_addr, as
+ * plain and with the batch's lookups prefetched (registry_prefetch_addrs, as
  * udp.c does). Prints ns per request for each and the 10/80/10 mix the
  * benchmark uses. */
 #include <sodium.h>
@@ -130,9 +130,8 @@ int main(int argc, char **argv)
                                                            ids[tm_rand(peers)]);
                     }
                     double t0 = tm_cpu_ns();
-                    for (int stage = 0; pf && stage < 3; stage++)
-                        for (int j = 0; j < BATCH; j++)
-                            registry_prefetch_addr(reg, &batch[j], stage);
+                    if (pf)
+                        registry_prefetch_addrs(reg, batch, BATCH);
                     for (int j = 0; j < BATCH; j++) {
                         src.addr = batch[j];
                         if (k == TM_ANNOUNCE)

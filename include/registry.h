@@ -79,11 +79,12 @@ struct peer *registry_peer(const struct registry *r, uint32_t i);
 uint32_t registry_find_id(const struct registry *r, const char *id, size_t len);
 uint32_t registry_find_addr(const struct registry *r, const struct addr *a);
 
-/* A hint, no effect on the registry: a's lookup is coming. At a million
- * peers each step of a lookup (bucket, peer record, its last-seen neighbours)
- * is a cache miss; a batch of requests calls this for all of them with stage
- * 0, then 1, then 2, so their memory loads overlap instead of queueing. */
-void registry_prefetch_addr(const struct registry *r, const struct addr *a, int stage);
+/* A hint, no effect on the registry: the lookups of a[0..n) are coming. At a
+ * million peers each step of a lookup (bucket, peer record, its last-seen
+ * neighbours) is a cache miss; this starts each step for the whole batch
+ * before the next, so the loads overlap instead of queueing. Entries with
+ * family 0 are skipped. */
+void registry_prefetch_addrs(const struct registry *r, const struct addr *a, size_t n);
 
 /* Adds a peer (id and address must not be live already) seen at now. An
  * address of family 0 adds a peer without a UDP side (not indexed by address,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "hash.h"
 #include "xmem.h"
 
 struct connlimit_entry {
@@ -43,11 +44,7 @@ void connlimit_free(struct connlimit *cl)
 
 static size_t connlimit_home(const struct connlimit *cl, const uint8_t *k, size_t kl)
 {
-    unsigned char h[crypto_shorthash_BYTES];
-    uint64_t v;
-    crypto_shorthash(h, k, kl, cl->hkey);
-    memcpy(&v, h, sizeof v);
-    return (size_t)v & cl->mask;
+    return (size_t)hash_key64(cl->hkey, k, kl) & cl->mask;
 }
 
 /* Index of a's entry, or of the empty slot where it would go. */

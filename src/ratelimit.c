@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "xmem.h"
 
 struct ratelimit_slot {
@@ -71,10 +72,7 @@ size_t ratelimit_bytes(const struct ratelimit *rl) { return (rl->mask + 1) * siz
 
 static uint64_t ratelimit_hash(const struct ratelimit *rl, const void *key, size_t keylen)
 {
-    uint64_t h;
-    unsigned char out[crypto_shorthash_BYTES];
-    crypto_shorthash(out, key, keylen, rl->hkey);
-    memcpy(&h, out, sizeof h);
+    uint64_t h = hash_key64(rl->hkey, key, keylen);
     return h ? h : 1; /* 0 marks an empty slot */
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "xmem.h"
 
 #define REGISTRY_CHUNK_SHIFT 14 /* 16384 peers (1 MiB) per chunk */
@@ -74,11 +75,7 @@ struct peer *registry_peer(const struct registry *r, uint32_t i)
 
 static uint32_t registry_hash(const struct registry *r, const void *key, size_t len)
 {
-    unsigned char h[crypto_shorthash_BYTES];
-    uint64_t v;
-    crypto_shorthash(h, key, len, r->hkey);
-    memcpy(&v, h, sizeof v);
-    return (uint32_t)v & r->mask;
+    return (uint32_t)hash_key64(r->hkey, key, len) & r->mask;
 }
 
 /* The bytes of an address that identify it (no padding, no stale tail). */
@@ -125,27 +122,33 @@ uint32_t registry_find_addr(const struct registry *r, const struct addr *a)
     return REGISTRY_NIL;
 }
 
-void registry_prefetch_addr(const struct registry *r, const struct addr *a, int stage)
+void registry_prefetch_addrs(const struct registry *r, const struct addr *a, size_t n)
 {
-    if (a->family == 0)
-        return;
-    const uint32_t *b = &r->addr_buckets[registry_addr_bucket(r, a)];
-    if (stage == 0) {
-        __builtin_prefetch(b);
-        return;
+    enum { BATCH = 64 };
+    const uint32_t *b[BATCH];
+    for (size_t base = 0; base < n; base += BATCH) {
+        size_t m = n - base < BATCH ? n - base : BATCH;
+        /* Each stage reads only what the previous one asked for; the bucket
+         * is hashed once. */
+        for (size_t k = 0; k < m; k++) {
+            b[k] = a[base + k].family ? &r->addr_buckets[registry_addr_bucket(r, &a[base + k])] : NULL;
+            if (b[k])
+                __builtin_prefetch(b[k]);
+        }
+        for (size_t k = 0; k < m; k++)
+            if (b[k] && *b[k])
+                __builtin_prefetch(registry_peer(r, *b[k] - 1));
+        for (size_t k = 0; k < m; k++) {
+            if (!b[k] || !*b[k])
+                continue;
+            /* A touch moves the peer to the tail: it writes both neighbours. */
+            const struct peer *p = registry_peer(r, *b[k] - 1);
+            if (p->lru_prev != REGISTRY_NIL)
+                __builtin_prefetch(registry_peer(r, p->lru_prev), 1);
+            if (p->lru_next != REGISTRY_NIL)
+                __builtin_prefetch(registry_peer(r, p->lru_next), 1);
+        }
     }
-    if (*b == 0)
-        return;
-    const struct peer *p = registry_peer(r, *b - 1);
-    if (stage == 1) {
-        __builtin_prefetch(p);
-        return;
-    }
-    /* A touch moves the peer to the tail: it writes both neighbours. */
-    if (p->lru_prev != REGISTRY_NIL)
-        __builtin_prefetch(registry_peer(r, p->lru_prev), 1);
-    if (p->lru_next != REGISTRY_NIL)
-        __builtin_prefetch(registry_peer(r, p->lru_next), 1);
 }
 
 /* Unlinks i from the chain whose head (index + 1) is *head, following the
